@@ -1,0 +1,43 @@
+// Operator schemas of torch.ops.shufflenet_fused and the Python module stub.
+//
+// The backends (cpu/, cuda/) register kernels with TORCH_LIBRARY_IMPL; the
+// fake (meta) kernels and autograd formulas are registered from Python in
+// shufflenet_fused/_ops.py, as pytorch/extension-cpp does.
+#include <Python.h>
+#include <torch/library.h>
+
+// Importing shufflenet_fused._C runs the static TORCH_LIBRARY registrations
+// below; the module itself carries no Python functions, so it does not need
+// pybind11 (torch/extension.h), which keeps compile times down.
+extern "C" {
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr, nullptr, nullptr, nullptr, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(shufflenet_fused, m) {
+  // Inference: BN uses running statistics, folded into a per-channel
+  // scale/shift; one read of `input`, one write of the result.
+  m.def(
+      "dwconv_bn_eval(Tensor input, Tensor weight, Tensor running_mean, "
+      "Tensor running_var, Tensor? bn_weight, Tensor? bn_bias, int groups, "
+      "int stride, float eps, bool shuffle_last) -> Tensor");
+  // Training forward: BN uses batch statistics. Returns (output, mean,
+  // invstd); mean/invstd are per parameter channel, float32 (float64 for
+  // float64 input), and are what the backward needs. The running-stat update
+  // is done by the caller (shufflenet_fused.functional) from mean/invstd.
+  m.def(
+      "dwconv_bn_train(Tensor input, Tensor weight, Tensor? bn_weight, "
+      "Tensor? bn_bias, int groups, int stride, float eps, bool shuffle_last) "
+      "-> (Tensor, Tensor, Tensor)");
+  // Backward of both forwards. `training` selects batch statistics (the
+  // gradient flows through mean and invstd) or frozen statistics (eval BN).
+  // The depthwise conv output is recomputed here rather than saved.
+  // Returns (grad_input, grad_weight, grad_bn_weight, grad_bn_bias).
+  m.def(
+      "dwconv_bn_backward(Tensor grad_output, Tensor input, Tensor weight, "
+      "Tensor? bn_weight, Tensor mean, Tensor invstd, int groups, int stride, "
+      "bool shuffle_last, bool training) -> (Tensor, Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,82 @@
+"""Builds shufflenet_fused._C against the torch that is installed.
+
+CPU kernels are always built. CUDA kernels are built too when torch is a CUDA
+build and nvcc is found (no GPU is needed to compile). Environment:
+
+  SHUFFLENET_FUSED_CUDA=0|1   force the CUDA kernels off / on (default: auto)
+  TORCH_CUDA_ARCH_LIST        CUDA archs (default here: "8.0;9.0+PTX")
+  MAX_JOBS                    parallel compile jobs (torch's own variable)
+"""
+
+import glob
+import os
+import shutil
+
+from setuptools import find_packages, setup
+
+# torch guesses CUDA_HOME from the nvcc on PATH; with nvcc in /usr/local/bin it
+# picks /usr/local and then fails to link -lcudart. Prefer the real toolkit
+# folder before torch.utils.cpp_extension reads the variable at import time.
+if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH"):
+    if os.path.isfile("/usr/local/cuda/bin/nvcc"):
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _want_cuda() -> bool:
+    flag = os.environ.get("SHUFFLENET_FUSED_CUDA", "auto").strip().lower()
+    available = torch.version.cuda is not None and CUDA_HOME is not None and (
+        os.path.isfile(os.path.join(CUDA_HOME, "bin", "nvcc")) or shutil.which("nvcc") is not None
+    )
+    if flag in ("0", "off", "false", "no"):
+        return False
+    if flag in ("1", "on", "true", "yes"):
+        if not available:
+            raise RuntimeError(
+                "SHUFFLENET_FUSED_CUDA=1 but CUDA cannot be built: "
+                f"torch.version.cuda={torch.version.cuda!r}, CUDA_HOME={CUDA_HOME!r}"
+            )
+        return True
+    return available
+
+
+def _extension():
+    cpp_sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
+    cxx_flags = ["-O3", "-fopenmp-simd", "-Wall", "-Wno-unknown-pragmas"]
+    include_dirs = [os.path.join(HERE, "csrc")]
+    if _want_cuda():
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+        cuda_sources = sorted(glob.glob("csrc/cuda/*.cu", root_dir=HERE))
+        cuda_sources += sorted(glob.glob("csrc/cuda/*.cpp", root_dir=HERE))
+        return CUDAExtension(
+            "shufflenet_fused._C",
+            cpp_sources + cuda_sources,
+            include_dirs=include_dirs,
+            define_macros=[("SHUFFLENET_FUSED_WITH_CUDA", "1")],
+            extra_compile_args={
+                "cxx": cxx_flags,
+                "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills"],
+            },
+        )
+    return CppExtension(
+        "shufflenet_fused._C",
+        cpp_sources,
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx_flags},
+    )
+
+
+setup(
+    packages=find_packages(include=["shufflenet_fused", "shufflenet_fused.*"]),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension},
+)

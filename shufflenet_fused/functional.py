@@ -1,0 +1,76 @@
+"""The public functional API: channel shuffle + depthwise conv + BatchNorm in one kernel."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import validation
+from ._checks import check_args
+from ._ops import ops
+
+
+def shuffle_dwconv_bn(
+    input: Tensor,
+    weight: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    bn_weight: Tensor | None = None,
+    bn_bias: Tensor | None = None,
+    *,
+    groups: int,
+    stride: int = 1,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    order: str = "shuffle_first",
+) -> Tensor:
+    """Fused ``BN(DW(channel_shuffle(x)))`` (``order="shuffle_first"``, the paper's order) or
+    ``channel_shuffle(BN(DW(x)))`` (``order="shuffle_last"``, the Megvii code's order).
+
+    ``weight`` is the depthwise conv weight, ``C x 1 x k x k`` with k in {3, 5, 7}; padding is
+    ``k // 2``. BatchNorm follows ``F.batch_norm``: with ``training=True`` it normalises with
+    batch statistics and, when given, updates ``running_mean``/``running_var`` in place
+    (``(1 - momentum) * old + momentum * new``, unbiased variance); with ``training=False`` it
+    uses the running statistics, which are then required. ``bn_weight``/``bn_bias`` may be None.
+    ``groups`` is that of ``torch.nn.ChannelShuffle``.
+    """
+    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
+    if validation.is_active():
+        return validation.checked_call(
+            _fused,
+            input, weight, running_mean, running_var, bn_weight, bn_bias,
+            groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
+        )  # fmt: skip
+    return _fused(
+        input, weight, running_mean, running_var, bn_weight, bn_bias,
+        groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
+    )  # fmt: skip
+
+
+def _fused(input, weight, running_mean, running_var, bn_weight, bn_bias, *, groups, stride, training,
+           momentum, eps, order):  # fmt: skip
+    shuffle_last = order == "shuffle_last"
+    if not training:
+        return ops.dwconv_bn_eval(
+            input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last
+        )
+    out, mean, invstd = ops.dwconv_bn_train(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
+    if running_mean is not None:
+        _update_running_stats(running_mean, running_var, mean, invstd, eps, momentum, _count(out))
+    return out
+
+
+def _count(out: Tensor) -> int:
+    return out.shape[0] * out.shape[2] * out.shape[3]
+
+
+def _update_running_stats(
+    running_mean: Tensor, running_var: Tensor, mean: Tensor, invstd: Tensor, eps: float, momentum: float,
+    count: int,
+) -> None:
+    # As F.batch_norm: (1 - m) * old + m * new, with the unbiased batch variance.
+    with torch.no_grad():
+        var = (invstd.pow(-2) - eps) * (count / (count - 1))
+        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)

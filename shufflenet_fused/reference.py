@@ -1,0 +1,45 @@
+"""The oracle: the fused ops written with plain torch ops.
+
+Every fused result is checked against these functions. They follow
+DESIGN.md section 2 literally: F.channel_shuffle, F.conv2d with groups=C and
+F.batch_norm, in the order asked for.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._checks import check_args
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """torch.nn.ChannelShuffle(groups): output channel o reads (o % g) * (C // g) + o // g."""
+    if groups == 1:
+        return x
+    return F.channel_shuffle(x, groups)
+
+
+def shuffle_dwconv_bn(
+    input: Tensor,
+    weight: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    bn_weight: Tensor | None = None,
+    bn_bias: Tensor | None = None,
+    *,
+    groups: int,
+    stride: int = 1,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    order: str = "shuffle_first",
+) -> Tensor:
+    """Reference for :func:`shufflenet_fused.shuffle_dwconv_bn` (same signature and semantics)."""
+    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
+    k = weight.shape[-1]
+    c = input.shape[1]
+    x = channel_shuffle(input, groups) if order == "shuffle_first" else input
+    y = F.conv2d(x, weight, None, stride, k // 2, 1, c)
+    y = F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
+    return channel_shuffle(y, groups) if order == "shuffle_last" else y
