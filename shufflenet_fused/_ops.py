@@ -75,12 +75,18 @@ def _bn_grads(ctx, grad_bn_weight: Tensor, grad_bn_bias: Tensor):
     )
 
 
+def _as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    # Tensor.to returns `t` itself when the dtype matches; opcheck (rightly)
+    # rejects ops that hand back their inputs, so only convert when needed.
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _eval_setup_context(ctx, inputs, output):
     input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last = inputs
     sdt = stat_dtype(input.dtype)
     # Frozen statistics: the backward sees them as constants.
-    mean = running_mean.detach().to(sdt)
-    invstd = torch.rsqrt(running_var.detach().to(sdt) + eps)
+    mean = _as_dtype(running_mean.detach(), sdt)
+    invstd = torch.rsqrt(_as_dtype(running_var.detach(), sdt) + eps)
     ctx.save_for_backward(input, weight, bn_weight, mean, invstd)
     ctx.conv = (groups, stride, shuffle_last)
     ctx.bn_weight_index = 4
@@ -119,3 +125,22 @@ torch.library.register_autograd(
 torch.library.register_autograd(
     "shufflenet_fused::dwconv_bn_train", _train_backward, setup_context=_train_setup_context
 )
+
+
+def _backward_backward(ctx, *grads):
+    raise RuntimeError(
+        "shufflenet_fused: double backward (gradient of a gradient) through shuffle_dwconv_bn is not "
+        "supported; use shufflenet_fused.reference for higher-order gradients"
+    )
+
+
+# Without this, autograd would treat the backward op as constant and a double
+# backward would silently give wrong (missing) terms.
+torch.library.register_autograd(
+    "shufflenet_fused::dwconv_bn_backward", _backward_backward, setup_context=lambda ctx, inputs, output: None
+)
+
+
+def cuda_kernels_built() -> bool:
+    """Whether this build of the extension contains the CUDA kernels."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("shufflenet_fused::dwconv_bn_eval", "CUDA")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up everything the README's commands need, idempotently:
+#   .venv (python3 -m venv), torch, build/test tools, and the extension built in place.
+# Environment:
+#   PYTHON=python3            interpreter for the venv
+#   TORCH_SPEC=torch==2.14.1  what to install when the venv has no torch (a CUDA build, so the
+#                             CUDA kernels compile too; any torch >= 2.4 works for the CPU path)
+#   SHUFFLENET_FUSED_CUDA     0/1 to force the CUDA kernels off/on (default: auto)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.14.1}
+VENV=.venv
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "[setup] installing $TORCH_SPEC (a few GB; about a minute when it is cached on disk)"
+  "$PY" -m pip install -q "$TORCH_SPEC"
+fi
+"$PY" -m pip install -q "setuptools>=64" wheel ninja pytest hypothesis pytest-benchmark numpy matplotlib ruff
+
+# torch guesses CUDA_HOME=/usr/local from /usr/local/bin/nvcc; setup.py also fixes this.
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+echo "[setup] building shufflenet_fused (torch $("$PY" -c 'import torch; print(torch.__version__)'))"
+"$PY" -m pip install -q --no-build-isolation --no-deps -e .
+"$PY" -c "import shufflenet_fused, torch; print('[setup] ok: shufflenet_fused', shufflenet_fused.__version__, '| CUDA kernels built:', shufflenet_fused.cuda_kernels_built())"

@@ -1,0 +1,110 @@
+"""Every error a caller can cause is a clear ValueError/RuntimeError naming the argument."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import shufflenet_fused as sf
+from shufflenet_fused import reference
+from shufflenet_fused._ops import ops
+
+C = 6
+
+
+def _args(**over):
+    a = {
+        "input": torch.randn(2, C, 5, 5),
+        "weight": torch.randn(C, 1, 3, 3),
+        "running_mean": torch.zeros(C),
+        "running_var": torch.ones(C),
+        "bn_weight": torch.ones(C),
+        "bn_bias": torch.zeros(C),
+    }
+    kw = {"groups": 3}
+    for k, v in over.items():
+        (a if k in a else kw)[k] = v
+    return a, kw
+
+
+BAD = [
+    ({"input": torch.randn(C, 5, 5)}, "input must be a 4-D"),
+    ({"input": torch.randn(2, C, 5, 5).int()}, "input must be float32"),
+    ({"groups": 4}, "groups=4"),
+    ({"groups": 0}, "groups=0"),
+    ({"stride": 3}, "stride must be 1 or 2"),
+    ({"order": "sideways"}, "order must be one of"),
+    ({"weight": torch.randn(C, 1, 3)}, "weight must be a 4-D"),
+    ({"weight": torch.randn(C + 1, 1, 3, 3)}, "weight must have shape"),
+    ({"weight": torch.randn(C, 2, 3, 3)}, "weight must have shape"),
+    ({"weight": torch.randn(C, 1, 3, 5)}, "weight must have shape"),
+    ({"weight": torch.randn(C, 1, 4, 4)}, "weight kernel size"),
+    ({"weight": torch.randn(C, 1, 3, 3).double()}, "weight dtype"),
+    ({"weight": torch.randn(C, 1, 3, 3, device="meta")}, "weight is on meta"),
+    ({"running_mean": torch.zeros(C + 1)}, "running_mean must be a 1-D"),
+    ({"running_var": torch.ones(C, 1)}, "running_var must be a 1-D"),
+    ({"running_var": torch.ones(C, dtype=torch.int64)}, "running_var must be floating"),
+    ({"bn_weight": torch.ones(C - 1)}, "bn_weight must be a 1-D"),
+    ({"bn_bias": torch.zeros(C, device="meta")}, "bn_bias is on meta"),
+    ({"running_mean": None}, "running_mean and running_var must be given together"),
+    ({"running_mean": None, "running_var": None}, "required when training=False"),
+    ({"input": torch.randn(1, C, 1, 1), "training": True}, "more than 1 value per channel"),
+]
+
+
+@pytest.mark.parametrize("fn", [sf.shuffle_dwconv_bn, reference.shuffle_dwconv_bn], ids=["fused", "reference"])
+@pytest.mark.parametrize("over,message", BAD, ids=[m for _, m in BAD])
+def test_bad_argument_raises_value_error(fn, over, message) -> None:
+    a, kw = _args(**over)
+    with pytest.raises(ValueError, match=message):
+        fn(*a.values(), **kw)
+
+
+# The ops themselves check their arguments too (TORCH_CHECK -> RuntimeError),
+# for callers that use torch.ops.shufflenet_fused.* directly.
+OP_BAD = [
+    ((torch.randn(C, 5, 5), torch.randn(C, 1, 3, 3), 3, 1), "input must be 4-D"),
+    ((torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3), 4, 1), "groups=4"),
+    ((torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3), 3, 3), "stride must be 1 or 2"),
+    ((torch.randn(2, C, 5, 5), torch.randn(C, 1, 4, 4), 3, 1), "kernel size must be 3, 5 or 7"),
+    ((torch.randn(2, C, 5, 5), torch.randn(C, 2, 3, 3), 3, 1), "weight must have shape"),
+    ((torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3).double(), 3, 1), "weight dtype"),
+    ((torch.randn(2, C, 5, 5).int(), torch.randn(C, 1, 3, 3).int(), 3, 1), "input must be float32"),
+]
+
+
+@pytest.mark.parametrize("args,message", OP_BAD, ids=[m for _, m in OP_BAD])
+def test_op_rejects_bad_arguments(args, message) -> None:
+    x, w, groups, stride = args
+    with pytest.raises(RuntimeError, match=message):
+        ops.dwconv_bn_eval(x, w, torch.zeros(C), torch.ones(C), None, None, groups, stride, 1e-5, False)
+    with pytest.raises(RuntimeError, match=message):
+        ops.dwconv_bn_train(x, w, None, None, groups, stride, 1e-5, False)
+
+
+def test_op_rejects_bad_per_channel_tensors() -> None:
+    x, w = torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3)
+    with pytest.raises(RuntimeError, match="running_var must be 1-D"):
+        ops.dwconv_bn_eval(x, w, torch.zeros(C), torch.ones(C + 2), None, None, 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="bn_bias must be 1-D"):
+        ops.dwconv_bn_train(x, w, None, torch.zeros(2), 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="more than 1 value per channel"):
+        ops.dwconv_bn_train(torch.randn(1, C, 1, 1), w, None, None, 3, 1, 1e-5, False)
+
+
+def test_op_backward_rejects_bad_grad_output() -> None:
+    x, w = torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3)
+    mean, invstd = torch.zeros(C), torch.ones(C)
+    with pytest.raises(RuntimeError, match="grad_output must have shape"):
+        ops.dwconv_bn_backward(torch.randn(2, C, 4, 5), x, w, None, mean, invstd, 3, 1, False, True)
+    with pytest.raises(RuntimeError, match="invstd must be 1-D"):
+        ops.dwconv_bn_backward(torch.randn(2, C, 5, 5), x, w, None, mean, torch.ones(1), 3, 1, False, True)
+
+
+def test_double_backward_is_an_error_not_a_wrong_answer() -> None:
+    x = torch.randn(2, C, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(C, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    y = sf.shuffle_dwconv_bn(x, w, None, None, groups=3, training=True)
+    (gx,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        gx.sum().backward()
