@@ -1,0 +1,20 @@
+// Everything the per-ISA kernel translation units include, BEFORE their
+// `#pragma GCC target`: library code keeps the baseline ISA, only our kernels
+// (kernels.h, included after the pragma) are compiled for the wider one.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "../op_checks.h"
+#include "../shuffle_index.h"
+#include "kernel_params.h"

@@ -1,0 +1,299 @@
+// Bodies of the CPU kernels, compiled once per instruction set.
+//
+// Included by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp
+// after their `#pragma GCC target`, inside namespace SF_CPU_ISA, so each ISA
+// gets its own symbols (no ODR mix-ups) and the compiler vectorises every
+// loop below for that ISA. Every ATen/STL header is included by the .cpp
+// before the pragma; nothing here includes anything.
+//
+// Work split: eval walks output planes (n, o); training forward and backward
+// walk parameter channels (all N planes of one channel per task), so BN
+// statistics and the conv-weight gradient are reduced by one thread in a
+// fixed order: deterministic, no atomics.
+
+#ifndef SF_CPU_ISA
+#error "kernels.h is included by csrc/cpu/kernels_*.cpp only"
+#endif
+
+#include "flat_plane.h"
+
+// Below this many output elements per task, threads cost more than they save.
+constexpr int64_t kMinElementsPerTask = 16384;
+
+inline int64_t grain_for(int64_t elements_per_item) {
+  return std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(1, elements_per_item));
+}
+
+// Calls f(std::integral_constant<int, K>, std::integral_constant<int, S>).
+template <typename F>
+void dispatch_kernel_size(int64_t K, int64_t S, F&& f) {
+  using std::integral_constant;
+  const bool s1 = S == 1;
+  switch (K) {
+    case 3:
+      return s1 ? f(integral_constant<int, 3>{}, integral_constant<int, 1>{})
+                : f(integral_constant<int, 3>{}, integral_constant<int, 2>{});
+    case 5:
+      return s1 ? f(integral_constant<int, 5>{}, integral_constant<int, 1>{})
+                : f(integral_constant<int, 5>{}, integral_constant<int, 2>{});
+    case 7:
+      return s1 ? f(integral_constant<int, 7>{}, integral_constant<int, 1>{})
+                : f(integral_constant<int, 7>{}, integral_constant<int, 2>{});
+    default:
+      TORCH_CHECK(false, "shufflenet_fused: unsupported kernel size ", K);
+  }
+}
+
+// Scratch buffer, zero-initialised (the zero borders of padded planes are
+// never written afterwards).
+template <typename T>
+struct Scratch {
+  std::unique_ptr<T[]> data;
+  explicit Scratch(int64_t n) : data(new T[std::max<int64_t>(n, 1)]) { fill_zero(data.get(), n); }
+  T* get() const { return data.get(); }
+};
+
+template <typename acc_t>
+std::vector<acc_t> weights_as(const at::Tensor& weight) {
+  const at::Tensor w = weight.detach().to(at::kDouble).contiguous();
+  const double* d = w.data_ptr<double>();
+  return std::vector<acc_t>(d, d + w.numel());
+}
+
+// sum_i v[i], blocks in acc_t lanes, blocks added in double.
+template <typename acc_t>
+inline double sum_flat(const acc_t* __restrict v, int64_t n) {
+  double total = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kDotBlock) {
+    const int64_t i1 = std::min(n, i0 + kDotBlock);
+    acc_t s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = i0; i < i1; ++i) s += v[i];
+    total += static_cast<double>(s);
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------- eval ----
+
+template <typename scalar_t>
+void eval_kernel(const EvalParams& P) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ConvGeometry& g = P.g;
+  const FlatPlane f(g);
+  const ChannelMap map(g.C, P.groups);
+  const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
+  const scalar_t* xd = P.x.data_ptr<scalar_t>();
+  scalar_t* yd = P.y.data_ptr<scalar_t>();
+  const int64_t KK = g.K * g.K;
+
+  dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
+    constexpr int K = decltype(k_tag)::value;
+    constexpr int S = decltype(s_tag)::value;
+    at::parallel_for(0, g.N * g.C, grain_for(g.Ho * g.Wo), [&](int64_t begin, int64_t end) {
+      Scratch<acc_t> xp(f.buffer_size()), z(f.flat_size());
+      for (int64_t idx = begin; idx < end; ++idx) {
+        const int64_t n = idx / g.C;
+        const LaneChannels lane = lane_for_output(map, idx % g.C, P.shuffle_last);
+        load_interior(xd + (n * g.C + lane.input) * g.H * g.W, f, xp.get());
+        conv_flat<K, S>(xp.get(), f.Wp, f.flat_size(), w.data() + lane.param * KK, z.get());
+        const acc_t a = static_cast<acc_t>(P.scale[lane.param]);
+        const acc_t b = static_cast<acc_t>(P.shift[lane.param]);
+        scalar_t* out = yd + (n * g.C + lane.output) * g.Ho * g.Wo;
+        for (int64_t oh = 0; oh < g.Ho; ++oh) {
+          const acc_t* zr = z.get() + oh * f.Q;
+          scalar_t* orow = out + oh * g.Wo;
+#pragma omp simd
+          for (int64_t ow = 0; ow < g.Wo; ++ow) orow[ow] = static_cast<scalar_t>(zr[ow] * a + b);
+        }
+      }
+    });
+  });
+}
+
+// ------------------------------------------------------ training forward ----
+
+// Conv of all N planes of one lane into `zc` (N x Ho x Wo, compact); returns their sum.
+template <int K, int S, typename scalar_t, typename acc_t>
+double conv_lane(const scalar_t* xd, const ConvGeometry& g, const FlatPlane& f, const LaneChannels& lane,
+                 const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
+  double sum = 0;
+  const int64_t plane = g.Ho * g.Wo;
+  for (int64_t n = 0; n < g.N; ++n) {
+    load_interior(xd + (n * g.C + lane.input) * g.H * g.W, f, xp);
+    conv_flat<K, S>(xp, f.Wp, f.flat_size(), w, zflat);
+    copy_block(zflat, f.Q, g.Ho, g.Wo, zc + n * plane, g.Wo);
+    sum += sum_flat(zc + n * plane, plane);
+  }
+  return sum;
+}
+
+template <typename scalar_t>
+void train_kernel(const TrainParams& P) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ConvGeometry& g = P.g;
+  const FlatPlane f(g);
+  const ChannelMap map(g.C, P.groups);
+  const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
+  const scalar_t* xd = P.x.data_ptr<scalar_t>();
+  scalar_t* yd = P.y.data_ptr<scalar_t>();
+  acc_t* mean_d = P.mean.data_ptr<acc_t>();
+  acc_t* invstd_d = P.invstd.data_ptr<acc_t>();
+  const int64_t plane = g.Ho * g.Wo;
+  const int64_t count = g.N * plane;
+  const int64_t KK = g.K * g.K;
+
+  dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
+    constexpr int K = decltype(k_tag)::value;
+    constexpr int S = decltype(s_tag)::value;
+    at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
+      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size()), z(count);
+      for (int64_t c = begin; c < end; ++c) {
+        const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
+        const double mean =
+            conv_lane<K, S>(xd, g, f, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) / count;
+        // Second pass for the variance: the sum of squared deviations does
+        // not cancel the way E[z^2] - E[z]^2 does.
+        const acc_t m = static_cast<acc_t>(mean);
+        double sq = 0;
+        for (int64_t i0 = 0; i0 < count; i0 += kDotBlock) {
+          const int64_t i1 = std::min(count, i0 + kDotBlock);
+          const acc_t* zr = z.get();
+          acc_t s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t i = i0; i < i1; ++i) s += (zr[i] - m) * (zr[i] - m);
+          sq += static_cast<double>(s);
+        }
+        const double invstd = 1.0 / std::sqrt(sq / count + P.eps);
+        mean_d[c] = static_cast<acc_t>(mean);
+        invstd_d[c] = static_cast<acc_t>(invstd);
+        const acc_t a = static_cast<acc_t>(P.gamma[c] * invstd);
+        const acc_t b = static_cast<acc_t>(P.beta[c] - mean * P.gamma[c] * invstd);
+        for (int64_t n = 0; n < g.N; ++n) {
+          const acc_t* zn = z.get() + n * plane;
+          scalar_t* out = yd + (n * g.C + lane.output) * plane;
+#pragma omp simd
+          for (int64_t i = 0; i < plane; ++i) out[i] = static_cast<scalar_t>(zn[i] * a + b);
+        }
+      }
+    });
+  });
+}
+
+// ------------------------------------------------------------- backward ----
+
+template <typename scalar_t>
+void backward_kernel(const BackwardParams& P) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ConvGeometry& g = P.g;
+  const FlatPlane f(g);
+  const ChannelMap map(g.C, P.groups);
+  const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
+  const scalar_t* xd = P.x.data_ptr<scalar_t>();
+  const scalar_t* gd = P.grad_out.data_ptr<scalar_t>();
+  scalar_t* gxd = P.grad_x.data_ptr<scalar_t>();
+  const int64_t plane = g.Ho * g.Wo;
+  const int64_t in_plane = g.H * g.W;
+  const int64_t count = g.N * plane;
+  const int64_t KK = g.K * g.K;
+
+  dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
+    constexpr int K = decltype(k_tag)::value;
+    constexpr int S = decltype(s_tag)::value;
+    at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
+      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size()), z(count), dz(plane);
+      // Stride 1: dz lives in a zero-padded plane (pitch Wp) and grad_input is
+      // the flat conv of it with the flipped kernel (a gather: each grad_input
+      // element is written once). Stride 2: dz lives in flat-output layout
+      // (pitch Q, dropped columns zero) and is scattered into `gp`.
+      Scratch<acc_t> dzbuf(S == 1 ? f.buffer_size() : f.flat_size());
+      Scratch<acc_t> gbuf(S == 1 ? f.H * f.Wp : f.buffer_size());
+      acc_t wflip[K * K];
+      for (int64_t c = begin; c < end; ++c) {
+        const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
+        const acc_t* wc = w.data() + c * KK;
+        for (int t = 0; t < K * K; ++t) wflip[t] = wc[K * K - 1 - t];
+        const acc_t m = static_cast<acc_t>(P.mean[c]);
+
+        // Pass 1: recompute z; sum(g) and sum(g * (z - mean)).
+        conv_lane<K, S>(xd, g, f, lane, wc, xp.get(), zflat.get(), z.get());
+        double sum_g = 0, sum_gzc = 0;
+        for (int64_t n = 0; n < g.N; ++n) {
+          const scalar_t* gn = gd + (n * g.C + lane.output) * plane;
+          const acc_t* zn = z.get() + n * plane;
+          for (int64_t i0 = 0; i0 < plane; i0 += kDotBlock) {
+            const int64_t i1 = std::min(plane, i0 + kDotBlock);
+            acc_t sg = 0, sgz = 0;
+#pragma omp simd reduction(+ : sg, sgz)
+            for (int64_t i = i0; i < i1; ++i) {
+              const acc_t gv = static_cast<acc_t>(gn[i]);
+              sg += gv;
+              sgz += gv * (zn[i] - m);
+            }
+            sum_g += static_cast<double>(sg);
+            sum_gzc += static_cast<double>(sgz);
+          }
+        }
+        const double dgamma = sum_gzc * P.invstd[c];
+        P.grad_beta[c] = sum_g;
+        P.grad_gamma[c] = dgamma;
+
+        // dz = A*g + B*(z - mean) + D: BN's backward as one affine map per
+        // channel. Frozen statistics (eval) leave only A*g.
+        const double A = P.gamma[c] * P.invstd[c];
+        const acc_t a = static_cast<acc_t>(A);
+        const acc_t b = static_cast<acc_t>(P.training ? -A * P.invstd[c] * dgamma / count : 0.0);
+        const acc_t d = static_cast<acc_t>(P.training ? -A * sum_g / count : 0.0);
+
+        // Pass 2: grad_w += corr(dz, x); grad_x = conv_transpose(dz, w).
+        double gw[K * K] = {};
+        for (int64_t n = 0; n < g.N; ++n) {
+          const scalar_t* gn = gd + (n * g.C + lane.output) * plane;
+          const acc_t* zn = z.get() + n * plane;
+          acc_t* dzc = dz.get();
+#pragma omp simd
+          for (int64_t i = 0; i < plane; ++i) dzc[i] = a * static_cast<acc_t>(gn[i]) + b * (zn[i] - m) + d;
+          load_interior(xd + (n * g.C + lane.input) * in_plane, f, xp.get());
+          scalar_t* gx = gxd + (n * g.C + lane.input) * in_plane;
+          if constexpr (S == 1) {
+            acc_t* dzp = dzbuf.get();
+            copy_block(dzc, g.Wo, g.Ho, g.Wo, dzp + f.interior_offset(), f.Wp);
+            const acc_t* dz_flat = dzp + f.interior_offset();  // pitch Wp = Q
+            for (int kh = 0; kh < K; ++kh)
+              for (int kw = 0; kw < K; ++kw)
+                gw[kh * K + kw] += dot_flat<1>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size());
+            conv_flat<K, 1>(dzp, f.Wp, g.H * f.Wp, wflip, gbuf.get());
+            copy_block(gbuf.get(), f.Wp, g.H, g.W, gx, g.W);
+          } else {
+            acc_t* dz_flat = dzbuf.get();
+            copy_block(dzc, g.Wo, g.Ho, g.Wo, dz_flat, f.Q);
+            for (int kh = 0; kh < K; ++kh)
+              for (int kw = 0; kw < K; ++kw)
+                gw[kh * K + kw] += dot_flat<S>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size());
+            fill_zero(gbuf.get(), f.buffer_size());
+            scatter_flat_s2<K>(dz_flat, f.Wp, f.flat_size(), wc, gbuf.get());
+            copy_block(gbuf.get() + f.interior_offset(), f.Wp, g.H, g.W, gx, g.W);
+          }
+        }
+        for (int t = 0; t < K * K; ++t) P.grad_w[c * KK + t] = gw[t];
+      }
+    });
+  });
+}
+
+// ------------------------------------------------------- entry points ----
+
+void eval(const EvalParams& p) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "dwconv_bn_eval_cpu",
+                                  [&] { eval_kernel<scalar_t>(p); });
+}
+
+void train(const TrainParams& p) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "dwconv_bn_train_cpu",
+                                  [&] { train_kernel<scalar_t>(p); });
+}
+
+void backward(const BackwardParams& p) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "dwconv_bn_backward_cpu",
+                                  [&] { backward_kernel<scalar_t>(p); });
+}
