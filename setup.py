@@ -50,7 +50,7 @@ def _want_cuda() -> bool:
 
 
 def _extension():
-    cpp_sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
+    cpp_sources = sorted(glob.glob("csrc/*.cpp", root_dir=HERE)) + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
     cxx_flags = ["-O3", "-fopenmp-simd", "-Wall", "-Wno-unknown-pragmas"]
     include_dirs = [os.path.join(HERE, "csrc")]
     if _want_cuda():

@@ -1,8 +1,8 @@
 // Operator schemas of torch.ops.shufflenet_fused and the Python module stub.
 //
-// The backends (cpu/, cuda/) register kernels with TORCH_LIBRARY_IMPL; the
-// fake (meta) kernels and autograd formulas are registered from Python in
-// shufflenet_fused/_ops.py, as pytorch/extension-cpp does.
+// The backends (cpu/, cuda/) register kernels with TORCH_LIBRARY_IMPL, the
+// autograd formulas live in autograd.cpp, and the fake (meta) kernels are
+// registered from Python in shufflenet_fused/_ops.py.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -27,7 +27,8 @@ TORCH_LIBRARY(shufflenet_fused, m) {
   // Training forward: BN uses batch statistics. Returns (output, mean,
   // invstd); mean/invstd are per parameter channel, float32 (float64 for
   // float64 input), and are what the backward needs. The running-stat update
-  // is done by the caller (shufflenet_fused.functional) from mean/invstd.
+  // is done by the caller (shufflenet_fused.functional) from mean/invstd with
+  // update_running_stats (running_stats.cpp).
   m.def(
       "dwconv_bn_train(Tensor input, Tensor weight, Tensor? bn_weight, "
       "Tensor? bn_bias, int groups, int stride, float eps, bool shuffle_last) "

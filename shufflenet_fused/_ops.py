@@ -1,8 +1,8 @@
-"""Loads the compiled kernels and registers fake kernels and autograd for them.
+"""Loads the compiled kernels and registers their fake (meta) kernels.
 
-The schemas live in csrc/ops.cpp; the CPU/CUDA kernels register themselves
-when ``_C`` is imported. What torch.compile and autograd need beyond that is
-registered here with ``torch.library``.
+The schemas live in csrc/ops.cpp; the CPU/CUDA kernels and the autograd
+formulas (csrc/autograd.cpp) register themselves when ``_C`` is imported.
+What torch.compile needs beyond that, the fake kernels, is registered here.
 """
 
 from __future__ import annotations
@@ -65,80 +65,14 @@ def _backward_fake(grad_output, input, weight, bn_weight, mean, invstd, groups, 
         torch.empty_like(grad_bn_weight)
 
 
-# ---------------------------------------------------------------- autograd ----
+@torch.library.register_fake("shufflenet_fused::update_running_stats")
+def _update_running_stats_fake(running_mean, running_var, mean, invstd, momentum, eps, count):
+    return None
 
 
-def _bn_grads(ctx, grad_bn_weight: Tensor, grad_bn_bias: Tensor):
-    return (
-        grad_bn_weight if ctx.needs_input_grad[ctx.bn_weight_index] else None,
-        grad_bn_bias if ctx.needs_input_grad[ctx.bn_weight_index + 1] else None,
-    )
-
-
-def _as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
-    # Tensor.to returns `t` itself when the dtype matches; opcheck (rightly)
-    # rejects ops that hand back their inputs, so only convert when needed.
-    return t if t.dtype == dtype else t.to(dtype)
-
-
-def _eval_setup_context(ctx, inputs, output):
-    input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last = inputs
-    sdt = stat_dtype(input.dtype)
-    # Frozen statistics: the backward sees them as constants.
-    mean = _as_dtype(running_mean.detach(), sdt)
-    invstd = torch.rsqrt(_as_dtype(running_var.detach(), sdt) + eps)
-    ctx.save_for_backward(input, weight, bn_weight, mean, invstd)
-    ctx.conv = (groups, stride, shuffle_last)
-    ctx.bn_weight_index = 4
-
-
-def _eval_backward(ctx, grad_output):
-    input, weight, bn_weight, mean, invstd = ctx.saved_tensors
-    groups, stride, shuffle_last = ctx.conv
-    gx, gw, gg, gb = ops.dwconv_bn_backward(
-        grad_output, input, weight, bn_weight, mean, invstd, groups, stride, shuffle_last, False
-    )
-    return (gx, gw, None, None, *_bn_grads(ctx, gg, gb), None, None, None, None)
-
-
-def _train_setup_context(ctx, inputs, output):
-    input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last = inputs
-    _, mean, invstd = output
-    ctx.mark_non_differentiable(mean, invstd)
-    ctx.save_for_backward(input, weight, bn_weight, mean, invstd)
-    ctx.conv = (groups, stride, shuffle_last)
-    ctx.bn_weight_index = 2
-
-
-def _train_backward(ctx, grad_output, _grad_mean, _grad_invstd):
-    input, weight, bn_weight, mean, invstd = ctx.saved_tensors
-    groups, stride, shuffle_last = ctx.conv
-    gx, gw, gg, gb = ops.dwconv_bn_backward(
-        grad_output, input, weight, bn_weight, mean, invstd, groups, stride, shuffle_last, True
-    )
-    return (gx, gw, *_bn_grads(ctx, gg, gb), None, None, None, None)
-
-
-torch.library.register_autograd(
-    "shufflenet_fused::dwconv_bn_eval", _eval_backward, setup_context=_eval_setup_context
-)
-torch.library.register_autograd(
-    "shufflenet_fused::dwconv_bn_train", _train_backward, setup_context=_train_setup_context
-)
-
-
-def _backward_backward(ctx, *grads):
-    raise RuntimeError(
-        "shufflenet_fused: double backward (gradient of a gradient) through shuffle_dwconv_bn is not "
-        "supported; use shufflenet_fused.reference for higher-order gradients"
-    )
-
-
-# Without this, autograd would treat the backward op as constant and a double
-# backward would silently give wrong (missing) terms.
-torch.library.register_autograd(
-    "shufflenet_fused::dwconv_bn_backward", _backward_backward, setup_context=lambda ctx, inputs, output: None
-)
+# Autograd for the three ops is registered in C++ (csrc/autograd.cpp): a
+# Python formula costs tens of microseconds per call, as much as the kernel
+# at batch 1.
 
 
 def cuda_kernels_built() -> bool:

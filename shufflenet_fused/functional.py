@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from . import validation
@@ -70,7 +69,4 @@ def _update_running_stats(
     count: int,
 ) -> None:
     # As F.batch_norm: (1 - m) * old + m * new, with the unbiased batch variance.
-    with torch.no_grad():
-        var = (invstd.pow(-2) - eps) * (count / (count - 1))
-        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+    ops.update_running_stats(running_mean, running_var, mean, invstd, momentum, eps, count)

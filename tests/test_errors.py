@@ -105,6 +105,7 @@ def test_double_backward_is_an_error_not_a_wrong_answer() -> None:
     x = torch.randn(2, C, 5, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(C, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     y = sf.shuffle_dwconv_bn(x, w, None, None, groups=3, training=True)
-    (gx,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="double backward"):
+        # Raised as soon as a graph of the backward is asked for.
+        (gx,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
         gx.sum().backward()

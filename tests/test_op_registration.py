@@ -84,5 +84,5 @@ def test_torch_compile_fullgraph_matches_eager(training: bool) -> None:
         y = fn(x, w, rm, rv, bw, bb)
         y.sum().backward()
         results.append((y.detach(), x.grad, w.grad, rm, rv))
-    for eager, compiled in zip(*results):
+    for eager, compiled in zip(*results, strict=True):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
