@@ -51,7 +51,11 @@ def _want_cuda() -> bool:
 
 def _extension():
     cpp_sources = sorted(glob.glob("csrc/*.cpp", root_dir=HERE)) + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
-    cxx_flags = ["-O3", "-fopenmp-simd", "-Wall", "-Wno-unknown-pragmas"]
+    # -fno-tree-loop-distribute-patterns: keep short row copies as inline vector
+    # loops instead of memcpy calls (csrc/cpu/flat_plane.h).
+    # -fopenmp: at::parallel_for is a header template that runs serially unless
+    # the extension itself is compiled with OpenMP (it then shares torch's libgomp).
+    cxx_flags = ["-O3", "-fopenmp", "-fno-tree-loop-distribute-patterns", "-Wall", "-Wno-unknown-pragmas"]
     include_dirs = [os.path.join(HERE, "csrc")]
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
@@ -66,12 +70,14 @@ def _extension():
                 "cxx": cxx_flags,
                 "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills"],
             },
+            extra_link_args=["-fopenmp"],
         )
     return CppExtension(
         "shufflenet_fused._C",
         cpp_sources,
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=["-fopenmp"],
     )
 
 

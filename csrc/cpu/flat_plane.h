@@ -1,40 +1,54 @@
-// Flat-plane building blocks of the CPU kernels.
+// Flat-stack building blocks of the CPU kernels.
 //
-// A plane is staged into a zero-padded buffer with row pitch Wp. Output j of
-// the "flat" conv, j = oh * Wp + ow, reads the padded input at
-//   S * j + kh * Wp + kw   (= (S*oh + kh) * Wp + S*ow + kw),
-// so a whole plane is ONE long vector loop instead of Ho short ones; the
-// Wp - Wo columns per output row past the real output are computed and
-// dropped (2*pad of Wp at stride 1, about half at stride 2). On ShuffleNet's
-// 7x7 and 14x14 planes this is the difference between scalar tails and full
-// vectors.
+// The planes of ONE channel (several batch entries n) are staged one below
+// the other into a zero-padded buffer with row pitch Wp = W + 2*pad; plane n
+// starts at row n*R + pad, with R = H + pad (rounded up to a multiple of S)
+// so consecutive planes are separated by at least `pad` zero rows. Output j
+// of the "flat" conv, j = orow * Wp + ow, reads the stack at
+//   S * j + kh * Wp + kw   (= (S*orow + kh) * Wp + S*ow + kw),
+// and plane n's outputs are the rows n*R/S .. n*R/S + Ho - 1. So the conv of
+// a whole block of planes is ONE long vector loop, whatever H and W are; the
+// columns past Wo and the rows between planes are computed and dropped. On
+// ShuffleNet's 7x7 and 14x14 planes this is the difference between scalar
+// row tails plus per-plane setup and full vectors.
 //
 // This header is included after the target pragma of each ISA translation
 // unit (kernels_*.cpp): it must not include anything itself, and the hot loops
-// call no out-of-line library code.
+// call no out-of-line library code (setup.py builds with
+// -fno-tree-loop-distribute-patterns so row copies are not turned into
+// memcpy calls, which cost more than the copy for 7-float rows).
 
 #ifndef SF_CPU_ISA
 #error "flat_plane.h is included by csrc/cpu/kernels_*.cpp only"
 #endif
 
-struct FlatPlane {
-  int64_t H, W, Ho, Wo, K, S, pad;
-  int64_t Wp;    // row pitch of padded planes and of flat outputs: W + 2*pad
-  int64_t Q;     // = Wp, named for readability where a flat output row is meant
-  int64_t rows;  // rows of a padded buffer; flat reads past the last real row stay inside
+// Elements of one staged block; several buffers of this size per thread stay in L2.
+constexpr int64_t kStackElements = 16384;
 
-  explicit FlatPlane(const ConvGeometry& g)
+struct FlatStack {
+  int64_t H, W, Ho, Wo, K, S, pad;
+  int64_t Wp;      // row pitch of staged planes and of flat outputs: W + 2*pad
+  int64_t R;       // staged rows per plane (plane pitch in rows), a multiple of S
+  int64_t Ro;      // flat output rows per plane: R / S
+  int64_t planes;  // planes per block
+  int64_t rows;    // rows of a staged buffer; flat reads past the last plane stay inside
+
+  FlatStack(const ConvGeometry& g)
       : H(g.H), W(g.W), Ho(g.Ho), Wo(g.Wo), K(g.K), S(g.stride), pad(conv_pad(g.K)) {
     Wp = W + 2 * pad;
-    Q = Wp;
-    // The flat conv reads up to index (S*Ho + K - 1) * Wp + K - 1 - S, the
-    // stride-1 gather for grad_input the same extent of the padded dz; the
-    // staged plane itself needs H + K - 1 rows.
-    rows = std::max<int64_t>(H + K - 1, S * Ho + K);
+    R = H + pad;
+    R += (S - R % S) % S;
+    Ro = R / S;
+    planes = std::max<int64_t>(1, std::min<int64_t>(g.N, kStackElements / (R * Wp)));
+    // The flat conv of `planes` planes reads up to row planes*R + K - 1 (the
+    // stride-1 gather for grad_input reads the same extent of the staged dz).
+    rows = planes * R + K;
   }
   int64_t buffer_size() const { return rows * Wp; }
-  int64_t flat_size() const { return Ho * Q; }
-  int64_t interior_offset() const { return pad * Wp + pad; }
+  int64_t flat_size(int64_t nb) const { return nb * Ro * Wp; }
+  int64_t in_offset(int64_t n) const { return (n * R + pad) * Wp + pad; }  // plane n's interior
+  int64_t out_offset(int64_t n) const { return n * Ro * Wp; }             // plane n's flat outputs
+  int64_t blocks(int64_t N) const { return (N + planes - 1) / planes; }
 };
 
 template <typename T>
@@ -52,13 +66,6 @@ inline void copy_block(const scalar_t* __restrict src, int64_t src_pitch, int64_
 #pragma omp simd
     for (int64_t c = 0; c < cols; ++c) d[c] = static_cast<acc_t>(s[c]);
   }
-}
-
-// Stages an H x W input plane into the interior of a padded buffer whose
-// border was zeroed once (it is never written).
-template <typename scalar_t, typename acc_t>
-inline void load_interior(const scalar_t* __restrict src, const FlatPlane& f, acc_t* __restrict buf) {
-  copy_block(src, f.W, f.H, f.W, buf + f.interior_offset(), f.Wp);
 }
 
 // z[j] = sum_{kh,kw} w[kh*K+kw] * xp[S*j + kh*Wp + kw] for j in [0, n).
@@ -97,7 +104,7 @@ inline double dot_flat(const acc_t* __restrict a, const acc_t* __restrict b, int
 }
 
 // Stride-2 transposed conv: gp[2j + kh*Wp + kw] += w[kh,kw] * dz[j], with the
-// garbage columns of dz zero. gp must be zeroed by the caller.
+// dropped outputs of dz zero. gp must be zeroed by the caller.
 template <int K, typename acc_t>
 inline void scatter_flat_s2(const acc_t* __restrict dz, int64_t Wp, int64_t n, const acc_t* __restrict w,
                             acc_t* __restrict gp) {

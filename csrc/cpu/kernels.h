@@ -74,37 +74,61 @@ inline double sum_flat(const acc_t* __restrict v, int64_t n) {
   return total;
 }
 
+// Stages planes n0 .. n0+nb-1 of input channel `c` into the stack `xp`.
+template <typename scalar_t, typename acc_t>
+inline void stage_planes(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, int64_t c, int64_t n0,
+                         int64_t nb, acc_t* xp) {
+  for (int64_t b = 0; b < nb; ++b)
+    copy_block(xd + ((n0 + b) * g.C + c) * g.H * g.W, g.W, g.H, g.W, xp + f.in_offset(b), f.Wp);
+}
+
+// A block smaller than the last one leaves stale planes below it; flat loops
+// read into them only for dropped outputs, but a stale Inf times a zero
+// gradient would still be NaN, so clear the buffer when the block shrinks.
+template <typename acc_t>
+inline void clear_if_shrunk(int64_t nb, int64_t* last_nb, acc_t* buf, int64_t size) {
+  if (nb < *last_nb) fill_zero(buf, size);
+  *last_nb = nb;
+}
+
 // ---------------------------------------------------------------- eval ----
 
 template <typename scalar_t>
 void eval_kernel(const EvalParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
-  const FlatPlane f(g);
+  const FlatStack f(g);
   const ChannelMap map(g.C, P.groups);
   const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
   const int64_t KK = g.K * g.K;
+  const int64_t nblocks = f.blocks(g.N);
 
   dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
     constexpr int K = decltype(k_tag)::value;
     constexpr int S = decltype(s_tag)::value;
-    at::parallel_for(0, g.N * g.C, grain_for(g.Ho * g.Wo), [&](int64_t begin, int64_t end) {
-      Scratch<acc_t> xp(f.buffer_size()), z(f.flat_size());
-      for (int64_t idx = begin; idx < end; ++idx) {
-        const int64_t n = idx / g.C;
-        const LaneChannels lane = lane_for_output(map, idx % g.C, P.shuffle_last);
-        load_interior(xd + (n * g.C + lane.input) * g.H * g.W, f, xp.get());
-        conv_flat<K, S>(xp.get(), f.Wp, f.flat_size(), w.data() + lane.param * KK, z.get());
+    // Tasks: (output channel, block of planes).
+    at::parallel_for(0, g.C * nblocks, grain_for(f.planes * g.Ho * g.Wo), [&](int64_t begin, int64_t end) {
+      Scratch<acc_t> xp(f.buffer_size()), z(f.flat_size(f.planes));
+      int64_t last_nb = f.planes;
+      for (int64_t task = begin; task < end; ++task) {
+        const LaneChannels lane = lane_for_output(map, task / nblocks, P.shuffle_last);
+        const int64_t n0 = (task % nblocks) * f.planes;
+        const int64_t nb = std::min(f.planes, g.N - n0);
+        clear_if_shrunk(nb, &last_nb, xp.get(), f.buffer_size());
+        stage_planes(xd, g, f, lane.input, n0, nb, xp.get());
+        conv_flat<K, S>(xp.get(), f.Wp, f.flat_size(nb), w.data() + lane.param * KK, z.get());
         const acc_t a = static_cast<acc_t>(P.scale[lane.param]);
         const acc_t b = static_cast<acc_t>(P.shift[lane.param]);
-        scalar_t* out = yd + (n * g.C + lane.output) * g.Ho * g.Wo;
-        for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          const acc_t* zr = z.get() + oh * f.Q;
-          scalar_t* orow = out + oh * g.Wo;
+        for (int64_t p = 0; p < nb; ++p) {
+          scalar_t* out = yd + ((n0 + p) * g.C + lane.output) * g.Ho * g.Wo;
+          for (int64_t oh = 0; oh < g.Ho; ++oh) {
+            const acc_t* zr = z.get() + f.out_offset(p) + oh * f.Wp;
+            scalar_t* orow = out + oh * g.Wo;
 #pragma omp simd
-          for (int64_t ow = 0; ow < g.Wo; ++ow) orow[ow] = static_cast<scalar_t>(zr[ow] * a + b);
+            for (int64_t ow = 0; ow < g.Wo; ++ow) orow[ow] = static_cast<scalar_t>(zr[ow] * a + b);
+          }
         }
       }
     });
@@ -115,24 +139,25 @@ void eval_kernel(const EvalParams& P) {
 
 // Conv of all N planes of one lane into `zc` (N x Ho x Wo, compact); returns their sum.
 template <int K, int S, typename scalar_t, typename acc_t>
-double conv_lane(const scalar_t* xd, const ConvGeometry& g, const FlatPlane& f, const LaneChannels& lane,
+double conv_lane(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const LaneChannels& lane,
                  const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
-  double sum = 0;
   const int64_t plane = g.Ho * g.Wo;
-  for (int64_t n = 0; n < g.N; ++n) {
-    load_interior(xd + (n * g.C + lane.input) * g.H * g.W, f, xp);
-    conv_flat<K, S>(xp, f.Wp, f.flat_size(), w, zflat);
-    copy_block(zflat, f.Q, g.Ho, g.Wo, zc + n * plane, g.Wo);
-    sum += sum_flat(zc + n * plane, plane);
+  int64_t last_nb = f.planes;
+  for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
+    const int64_t nb = std::min(f.planes, g.N - n0);
+    clear_if_shrunk(nb, &last_nb, xp, f.buffer_size());
+    stage_planes(xd, g, f, lane.input, n0, nb, xp);
+    conv_flat<K, S>(xp, f.Wp, f.flat_size(nb), w, zflat);
+    for (int64_t p = 0; p < nb; ++p) copy_block(zflat + f.out_offset(p), f.Wp, g.Ho, g.Wo, zc + (n0 + p) * plane, g.Wo);
   }
-  return sum;
+  return sum_flat(zc, g.N * plane);
 }
 
 template <typename scalar_t>
 void train_kernel(const TrainParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
-  const FlatPlane f(g);
+  const FlatStack f(g);
   const ChannelMap map(g.C, P.groups);
   const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
@@ -147,7 +172,7 @@ void train_kernel(const TrainParams& P) {
     constexpr int K = decltype(k_tag)::value;
     constexpr int S = decltype(s_tag)::value;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
-      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size()), z(count);
+      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size(f.planes)), z(count);
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
         const double mean =
@@ -186,7 +211,7 @@ template <typename scalar_t>
 void backward_kernel(const BackwardParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
-  const FlatPlane f(g);
+  const FlatStack f(g);
   const ChannelMap map(g.C, P.groups);
   const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
@@ -201,13 +226,13 @@ void backward_kernel(const BackwardParams& P) {
     constexpr int K = decltype(k_tag)::value;
     constexpr int S = decltype(s_tag)::value;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
-      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size()), z(count), dz(plane);
-      // Stride 1: dz lives in a zero-padded plane (pitch Wp) and grad_input is
-      // the flat conv of it with the flipped kernel (a gather: each grad_input
-      // element is written once). Stride 2: dz lives in flat-output layout
-      // (pitch Q, dropped columns zero) and is scattered into `gp`.
-      Scratch<acc_t> dzbuf(S == 1 ? f.buffer_size() : f.flat_size());
-      Scratch<acc_t> gbuf(S == 1 ? f.H * f.Wp : f.buffer_size());
+      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size(f.planes)), z(count), dz(count);
+      // Stride 1: dz is staged like an input stack and grad_input is its flat
+      // conv with the flipped kernel (a gather: each grad_input element is
+      // written once). Stride 2: dz lives in flat-output layout (dropped
+      // outputs zero) and is scattered into `gbuf`.
+      Scratch<acc_t> dzbuf(S == 1 ? f.buffer_size() : f.flat_size(f.planes));
+      Scratch<acc_t> gbuf(f.buffer_size());
       acc_t wflip[K * K];
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
@@ -244,35 +269,46 @@ void backward_kernel(const BackwardParams& P) {
         const acc_t a = static_cast<acc_t>(A);
         const acc_t b = static_cast<acc_t>(P.training ? -A * P.invstd[c] * dgamma / count : 0.0);
         const acc_t d = static_cast<acc_t>(P.training ? -A * sum_g / count : 0.0);
-
-        // Pass 2: grad_w += corr(dz, x); grad_x = conv_transpose(dz, w).
-        double gw[K * K] = {};
         for (int64_t n = 0; n < g.N; ++n) {
           const scalar_t* gn = gd + (n * g.C + lane.output) * plane;
           const acc_t* zn = z.get() + n * plane;
-          acc_t* dzc = dz.get();
+          acc_t* dzn = dz.get() + n * plane;
 #pragma omp simd
-          for (int64_t i = 0; i < plane; ++i) dzc[i] = a * static_cast<acc_t>(gn[i]) + b * (zn[i] - m) + d;
-          load_interior(xd + (n * g.C + lane.input) * in_plane, f, xp.get());
-          scalar_t* gx = gxd + (n * g.C + lane.input) * in_plane;
+          for (int64_t i = 0; i < plane; ++i) dzn[i] = a * static_cast<acc_t>(gn[i]) + b * (zn[i] - m) + d;
+        }
+
+        // Pass 2, per block of planes: grad_w += corr(dz, x); grad_x = conv_transpose(dz, w).
+        double gw[K * K] = {};
+        int64_t last_nb = f.planes;
+        for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
+          const int64_t nb = std::min(f.planes, g.N - n0);
+          clear_if_shrunk(nb, &last_nb, xp.get(), f.buffer_size());
+          if (nb < f.planes) fill_zero(dzbuf.get(), S == 1 ? f.buffer_size() : f.flat_size(f.planes));
+          stage_planes(xd, g, f, lane.input, n0, nb, xp.get());
+          acc_t* dz_flat;
           if constexpr (S == 1) {
-            acc_t* dzp = dzbuf.get();
-            copy_block(dzc, g.Wo, g.Ho, g.Wo, dzp + f.interior_offset(), f.Wp);
-            const acc_t* dz_flat = dzp + f.interior_offset();  // pitch Wp = Q
-            for (int kh = 0; kh < K; ++kh)
-              for (int kw = 0; kw < K; ++kw)
-                gw[kh * K + kw] += dot_flat<1>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size());
-            conv_flat<K, 1>(dzp, f.Wp, g.H * f.Wp, wflip, gbuf.get());
-            copy_block(gbuf.get(), f.Wp, g.H, g.W, gx, g.W);
+            for (int64_t p = 0; p < nb; ++p)
+              copy_block(dz.get() + (n0 + p) * plane, g.Wo, g.Ho, g.Wo, dzbuf.get() + f.in_offset(p), f.Wp);
+            dz_flat = dzbuf.get() + f.in_offset(0);  // output row r of the stack sits at staged row r + pad
           } else {
-            acc_t* dz_flat = dzbuf.get();
-            copy_block(dzc, g.Wo, g.Ho, g.Wo, dz_flat, f.Q);
-            for (int kh = 0; kh < K; ++kh)
-              for (int kw = 0; kw < K; ++kw)
-                gw[kh * K + kw] += dot_flat<S>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size());
+            for (int64_t p = 0; p < nb; ++p)
+              copy_block(dz.get() + (n0 + p) * plane, g.Wo, g.Ho, g.Wo, dzbuf.get() + f.out_offset(p), f.Wp);
+            dz_flat = dzbuf.get();
+          }
+          for (int kh = 0; kh < K; ++kh)
+            for (int kw = 0; kw < K; ++kw)
+              gw[kh * K + kw] += dot_flat<S>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size(nb));
+          // grad_input of plane p, row h: flat output row p*R + h of the gather
+          // (stride 1), staged row p*R + pad + h of the scatter (stride 2).
+          if constexpr (S == 1) {
+            conv_flat<K, 1>(dzbuf.get(), f.Wp, f.flat_size(nb), wflip, gbuf.get());
+          } else {
             fill_zero(gbuf.get(), f.buffer_size());
-            scatter_flat_s2<K>(dz_flat, f.Wp, f.flat_size(), wc, gbuf.get());
-            copy_block(gbuf.get() + f.interior_offset(), f.Wp, g.H, g.W, gx, g.W);
+            scatter_flat_s2<K>(dz_flat, f.Wp, f.flat_size(nb), wc, gbuf.get());
+          }
+          for (int64_t p = 0; p < nb; ++p) {
+            const acc_t* src = gbuf.get() + (S == 1 ? f.out_offset(p) : f.in_offset(p));
+            copy_block(src, f.Wp, g.H, g.W, gxd + ((n0 + p) * g.C + lane.input) * in_plane, g.W);
           }
         }
         for (int t = 0; t < K * K; ++t) P.grad_w[c * KK + t] = gw[t];
