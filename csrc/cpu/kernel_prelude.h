@@ -9,6 +9,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <memory>

@@ -121,15 +121,9 @@ void eval_kernel(const EvalParams& P) {
         conv_flat<K, S>(xp.get(), f.Wp, f.flat_size(nb), w.data() + lane.param * KK, z.get());
         const acc_t a = static_cast<acc_t>(P.scale[lane.param]);
         const acc_t b = static_cast<acc_t>(P.shift[lane.param]);
-        for (int64_t p = 0; p < nb; ++p) {
-          scalar_t* out = yd + ((n0 + p) * g.C + lane.output) * g.Ho * g.Wo;
-          for (int64_t oh = 0; oh < g.Ho; ++oh) {
-            const acc_t* zr = z.get() + f.out_offset(p) + oh * f.Wp;
-            scalar_t* orow = out + oh * g.Wo;
-#pragma omp simd
-            for (int64_t ow = 0; ow < g.Wo; ++ow) orow[ow] = static_cast<scalar_t>(zr[ow] * a + b);
-          }
-        }
+        for (int64_t p = 0; p < nb; ++p)
+          affine_block(z.get() + f.out_offset(p), f.Wp, g.Ho, g.Wo,
+                       yd + ((n0 + p) * g.C + lane.output) * g.Ho * g.Wo, g.Wo, a, b);
       }
     });
   });

@@ -9,6 +9,7 @@
 #endif
 
 #define SF_CPU_ISA avx512
+#define SF_CPU_HAS_AVX512 1  // enables the masked-row paths of flat_plane.h
 namespace shufflenet_fused {
 namespace cpu {
 namespace SF_CPU_ISA {
