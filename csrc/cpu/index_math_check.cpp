@@ -93,21 +93,21 @@ struct EmuExec {
   template <int K, int S, typename scalar_t, typename acc_t>
   void input_grad(const work::InputGradArgs<scalar_t, acc_t>& a, const work::InputGradPlan& p) {
     std::vector<acc_t> tile(a.geo.channels_last ? 0 : p.smem_elems);
-    acc_t w[K * K];
+    math::Taps<K * K, acc_t> w;
     for (int64_t u = 0; u < p.units; ++u) {
       if (a.geo.channels_last) {
         const work::Unit unit = work::decode_cl_unit(u, p.tiles_h, p.tiles_w, p.channel_groups);
         for (int lane = 0; lane < kLanes; ++lane) {
           const int64_t c = unit.c + lane;
           if (c >= a.geo.C) continue;
-          for (int t = 0; t < K * K; ++t) w[t] = a.table[t * a.geo.C + c];
+          w.load(a.table + c, a.geo.C);
           work::cl_input_grad_lane<K, S>(a, p, unit, c, w);
         }
       } else {
         const work::Unit unit = work::decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
         std::fill(tile.begin(), tile.end(), std::numeric_limits<acc_t>::quiet_NaN());
         for (int lane = 0; lane < kLanes; ++lane) work::nchw_stage_dz<K, S>(a, p, unit, tile.data(), lane, kLanes);
-        for (int t = 0; t < K * K; ++t) w[t] = a.table[t * a.geo.C + unit.c];
+        w.load(a.table + unit.c, a.geo.C);
         for (int lane = 0; lane < kLanes; ++lane)
           work::nchw_input_grad_lane<K, S>(a, p, unit, w, tile.data(), lane, kLanes);
       }

@@ -1,0 +1,4 @@
+// CUDA kernels of the fused ops for float input (see entry_impl.cuh).
+#include "entry_impl.cuh"
+
+SHUFFLENET_FUSED_INSTANTIATE_CUDA(float)

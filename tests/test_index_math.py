@@ -1,0 +1,266 @@
+"""The CUDA backend's index math and algorithm, checked on the CPU.
+
+``torch.ops.shufflenet_fused._debug_emulate_*`` (csrc/cpu/index_math_check.cpp) run the
+CUDA kernels' work functions (csrc/cuda/work.h, csrc/dwconv_math.h) unit by unit and lane by
+lane through the same pass sequence as the CUDA executor (csrc/cuda/pipeline.h): the same tiles,
+halos, border checks, channel map, partial slots and reduction orders, BN folding and backward
+coefficients. Outputs and workspaces start as NaN, so an element that no work unit writes fails
+the comparison. Only the CUDA syntax around those functions is left for tests/test_cuda.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from shufflenet_fused import reference
+
+ops = torch.ops.shufflenet_fused
+
+pytestmark = pytest.mark.skipif(not hasattr(ops, "_debug_emulate_eval"), reason="extension built without the debug ops")
+
+ORDERS = ("shuffle_first", "shuffle_last")
+
+
+# --------------------------------------------------------------- index math ----
+
+
+@pytest.mark.parametrize("c,groups", [(1, 1), (12, 1), (12, 3), (12, 4), (12, 12), (60, 20), (240, 80), (7, 7)])
+def test_channel_map_matches_channel_shuffle(c, groups):
+    src, dst, param_first, param_last = ops._debug_channel_map(c, groups)
+    # src is torch's ChannelShuffle: output o reads input src[o].
+    x = torch.arange(c, dtype=torch.float64).view(1, c, 1, 1)
+    shuffled = reference.channel_shuffle(x, groups).view(-1).long()
+    assert torch.equal(src, shuffled)
+    # dst is its inverse.
+    assert torch.equal(dst[src], torch.arange(c))
+    assert torch.equal(src[dst], torch.arange(c))
+    # Lane (input channel) c: shuffle_first uses the parameters of its output channel
+    # dst(c); shuffle_last those of channel c itself.
+    assert torch.equal(param_first, dst)
+    assert torch.equal(param_last, torch.arange(c))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 28, 29, 56])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_windows_match_brute_force(size, k, stride):
+    taps, cover = ops._debug_windows(size, k, stride)
+    pad = k // 2
+    out = (size + 2 * pad - k) // stride + 1
+    assert taps.shape == (out, 2)
+    for o in range(out):
+        inside = [t for t in range(k) if 0 <= o * stride - pad + t < size]
+        assert (taps[o, 0].item(), taps[o, 1].item()) == (inside[0], inside[-1] + 1), o
+    for i in range(size):
+        covering = [o for o in range(out) if o * stride - pad <= i <= o * stride - pad + k - 1]
+        assert (cover[i, 0].item(), cover[i, 1].item()) == (covering[0], covering[-1] + 1), i
+        unclamped = [o for o in range(-k, out + k) if o * stride - pad <= i <= o * stride - pad + k - 1]
+        assert (cover[i, 2].item(), cover[i, 3].item()) == (unclamped[0], unclamped[-1]), i
+
+
+# ------------------------------------------------------------ emulated ops ----
+
+
+def _make(n, c, h, w, k, dtype, layout, seed):
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, lo=-1.0, hi=1.0):
+        return torch.rand(*shape, generator=g, dtype=torch.float64) * (hi - lo) + lo
+
+    x = rand(n, c, h, w)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = rand(n, c, h, 2 * w)[..., ::2]
+    return {
+        "x": x.to(dtype),
+        "w": rand(c, 1, k, k).to(dtype),
+        "rm": rand(c, lo=-0.5, hi=0.5),
+        "rv": rand(c, lo=0.5, hi=1.5),
+        "gamma": rand(c, lo=0.5, hi=1.5),
+        "beta": rand(c),
+    }
+
+
+def _tol(dtype):
+    return dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+
+
+def _reference(t, *, groups, stride, order, training, affine, grad_seed=1):
+    """Reference output, running stats after one step and all gradients, in float64."""
+    x = t["x"].double().detach().requires_grad_()
+    w = t["w"].double().detach().requires_grad_()
+    gamma = t["gamma"].clone().requires_grad_() if affine else None
+    beta = t["beta"].clone().requires_grad_() if affine else None
+    rm, rv = t["rm"].clone(), t["rv"].clone()
+    y = reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, groups=groups, stride=stride,
+                                    training=training, order=order)  # fmt: skip
+    gy = torch.rand(y.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64) - 0.5
+    y.backward(gy)
+    return {
+        "y": y.detach(), "gy": gy, "gx": x.grad, "gw": w.grad,
+        "ggamma": None if gamma is None else gamma.grad, "gbeta": None if beta is None else beta.grad,
+    }  # fmt: skip
+
+
+def _check(got, expected, dtype, what):
+    torch.testing.assert_close(got.double(), expected.double(), **_tol(dtype), msg=lambda m: f"{what}: {m}")
+
+
+def _run_case(n, c, h, w, k, stride, groups, order, layout, dtype=torch.float64, affine=True, seed=0):
+    t = _make(n, c, h, w, k, dtype, layout, seed)
+    sl = order == "shuffle_last"
+    gamma = t["gamma"].to(torch.float64 if dtype == torch.float64 else torch.float32) if affine else None
+    beta = t["beta"].to(gamma.dtype) if affine else None
+    sdt = torch.float64 if dtype == torch.float64 else torch.float32
+    eps = 1e-5
+    cl_in = layout == "channels_last" and not t["x"].is_contiguous()
+
+    # Eval forward and backward (frozen statistics).
+    ref = _reference(t, groups=groups, stride=stride, order=order, training=False, affine=affine)
+    y = ops._debug_emulate_eval(t["x"], t["w"], t["rm"].to(sdt), t["rv"].to(sdt), gamma, beta, groups, stride, eps, sl)
+    _check(y, ref["y"], dtype, "eval output")
+    assert y.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+    mean = t["rm"].to(sdt)
+    invstd = torch.rsqrt(t["rv"].to(sdt) + eps)
+    gx, gw, gg, gb = ops._debug_emulate_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd,
+                                                 groups, stride, sl, False)  # fmt: skip
+    _check(gx, ref["gx"], dtype, "eval grad_input")
+    _check(gw, ref["gw"], dtype, "eval grad_weight")
+    if affine:
+        _check(gg, ref["ggamma"], dtype, "eval grad_bn_weight")
+        _check(gb, ref["gbeta"], dtype, "eval grad_bn_bias")
+
+    # Training forward and backward (batch statistics).
+    ho = (h + 2 * (k // 2) - k) // stride + 1
+    wo = (w + 2 * (k // 2) - k) // stride + 1
+    if n * ho * wo <= 1:
+        return
+    ref = _reference(t, groups=groups, stride=stride, order=order, training=True, affine=affine)
+    y, mean, invstd = ops._debug_emulate_train(t["x"], t["w"], gamma, beta, groups, stride, eps, sl)
+    _check(y, ref["y"], dtype, "train output")
+    assert mean.dtype == sdt and invstd.dtype == sdt
+    # mean/invstd are per parameter channel: those of the conv output before (shuffle_last)
+    # or after (shuffle_first) the shuffle, i.e. of the BN input.
+    x64 = t["x"].double()
+    xin = reference.channel_shuffle(x64, groups) if order == "shuffle_first" else x64
+    z = torch.nn.functional.conv2d(xin, t["w"].double(), None, stride, k // 2, 1, c)
+    var, m = torch.var_mean(z, dim=(0, 2, 3), unbiased=False)
+    _check(mean, m, dtype, "train mean")
+    _check(invstd, torch.rsqrt(var + eps), dtype, "train invstd")
+    gx, gw, gg, gb = ops._debug_emulate_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd,
+                                                 groups, stride, sl, True)  # fmt: skip
+    _check(gx, ref["gx"], dtype, "train grad_input")
+    _check(gw, ref["gw"], dtype, "train grad_weight")
+    if affine:
+        _check(gg, ref["ggamma"], dtype, "train grad_bn_weight")
+        _check(gb, ref["gbeta"], dtype, "train grad_bn_bias")
+    assert gx.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+
+
+# Shapes chosen to hit the planners' edges: 1x1 and tiny planes, odd sizes, outputs not a
+# multiple of the 4-wide chunk, several tiles per row/column (NCHW output tiles are at most
+# 32 wide, grad_input tiles 64), C above and not a multiple of 32 (channels_last groups
+# of 32 channels), batch 1 and > 1.
+SHAPES = [
+    (1, 6, 1, 1),
+    (2, 6, 1, 1),
+    (1, 3, 2, 3),
+    (2, 6, 5, 7),
+    (3, 12, 8, 8),
+    (2, 12, 14, 14),
+    (1, 40, 9, 6),
+    (2, 6, 37, 70),
+    (1, 6, 131, 5),
+    (1, 3, 6, 133),
+]
+
+
+def _cases():
+    cases = []
+    for shape, k, stride, order in itertools.product(SHAPES, (3, 5, 7), (1, 2), ORDERS):
+        n, c, h, w = shape
+        groups = {6: 3, 12: 4, 3: 3, 40: 8}[c]
+        for layout in ("nchw", "channels_last"):
+            cases.append((n, c, h, w, k, stride, groups, order, layout))
+    return cases
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: "n{}c{}h{}w{}-k{}s{}-g{}-{}-{}".format(*c))
+def test_emulated_ops_match_reference_float64(case):
+    _run_case(*case)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 6, 12])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_emulated_ops_groups_and_layouts(groups, layout):
+    for order in ORDERS:
+        _run_case(2, 12, 9, 10, 3, 1, groups, order, layout)
+        _run_case(2, 12, 9, 10, 5, 2, groups, order, layout)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_emulated_ops_without_affine(layout):
+    _run_case(2, 6, 7, 9, 3, 1, 3, "shuffle_last", layout, affine=False)
+    _run_case(2, 6, 7, 9, 3, 2, 2, "shuffle_first", layout, affine=False)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (7, 2)])
+def test_emulated_ops_float32(layout, k, stride):
+    for order in ORDERS:
+        _run_case(3, 40, 15, 17, k, stride, 8, order, layout, dtype=torch.float32)
+
+
+def test_emulated_ops_random_shapes():
+    rng = random.Random(1234)
+    for _ in range(40):
+        c = rng.choice([1, 2, 3, 6, 9, 33, 48])
+        groups = rng.choice([g for g in range(1, c + 1) if c % g == 0])
+        _run_case(
+            rng.randint(1, 3), c, rng.randint(1, 40), rng.randint(1, 40), rng.choice([3, 5, 7]), rng.choice([1, 2]),
+            groups, rng.choice(ORDERS), rng.choice(["nchw", "channels_last", "strided"]), seed=rng.randint(0, 99),
+        )  # fmt: skip
+
+
+def test_emulated_training_stats_are_accurate_with_a_large_offset():
+    # The per-lane shifted sums and the pooled two-sweep variance must not cancel when the
+    # channel mean is far from zero relative to its spread.
+    t = _make(2, 6, 20, 20, 3, torch.float32, "nchw", 3)
+    x = (t["x"].double() * 1e-2 + 100.0).float()
+    w = t["w"]
+    for layout in ("nchw", "channels_last"):
+        xl = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+        _, mean, invstd = ops._debug_emulate_train(xl, w, None, None, 3, 1, 1e-5, False)
+        z = torch.nn.functional.conv2d(reference.channel_shuffle(x.double(), 3), w.double(), None, 1, 1, 1, 6)
+        var, m = torch.var_mean(z, dim=(0, 2, 3), unbiased=False)
+        torch.testing.assert_close(mean.double(), m, rtol=1e-6, atol=0)
+        torch.testing.assert_close(invstd.double(), torch.rsqrt(var + 1e-5), rtol=2e-3, atol=0)
+
+
+def test_emulated_empty_batch():
+    x = torch.zeros(0, 6, 5, 5, dtype=torch.float64)
+    w = torch.ones(6, 1, 3, 3, dtype=torch.float64)
+    stats = torch.zeros(6, dtype=torch.float64)
+    y = ops._debug_emulate_eval(x, w, stats, stats + 1, None, None, 3, 1, 1e-5, False)
+    assert y.shape == (0, 6, 5, 5)
+    gx, gw, gg, gb = ops._debug_emulate_backward(torch.zeros(0, 6, 5, 5, dtype=torch.float64), x, w, None, stats,
+                                                 stats + 1, 3, 1, False, False)  # fmt: skip
+    assert gx.shape == x.shape and torch.equal(gw, torch.zeros_like(w))
+    assert torch.equal(gg, torch.zeros(6, dtype=torch.float64)) and torch.equal(gb, gg)
+
+
+def test_emulated_ops_reject_bad_arguments_like_the_real_ops():
+    x = torch.zeros(1, 6, 5, 5, dtype=torch.float64)
+    w = torch.zeros(6, 1, 3, 3, dtype=torch.float64)
+    s = torch.zeros(6, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="groups=4"):
+        ops._debug_emulate_eval(x, w, s, s, None, None, 4, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="stride"):
+        ops._debug_emulate_eval(x, w, s, s, None, None, 3, 3, 1e-5, False)
+    with pytest.raises(RuntimeError, match="more than 1 value"):
+        ops._debug_emulate_train(x[:, :, :1, :1], w, None, None, 3, 1, 1e-5, False)
