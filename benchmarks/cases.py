@@ -14,22 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-# stage_out_channels of Megvii's network.py, per group and model size.
-STAGE_OUT_CHANNELS: dict[int, dict[str, list[int]]] = {
-    3: {
-        "0.5x": [-1, 12, 120, 240, 480],
-        "1.0x": [-1, 24, 240, 480, 960],
-        "1.5x": [-1, 24, 360, 720, 1440],
-        "2.0x": [-1, 48, 480, 960, 1920],
-    },
-    8: {
-        "0.5x": [-1, 16, 192, 384, 768],
-        "1.0x": [-1, 24, 384, 768, 1536],
-        "1.5x": [-1, 24, 576, 1152, 2304],
-        "2.0x": [-1, 48, 768, 1536, 3072],
-    },
-}
-STAGE_REPEATS = (4, 8, 4)
+from shufflenet_fused.network import STAGE_OUT_CHANNELS, STAGE_REPEATS  # Megvii's stage widths
+
 STAGE_INPUT_H = (56, 28, 14)  # at input 224
 INPUT_SIZE = 224
 MODEL_SIZES = ("0.5x", "1.0x", "1.5x", "2.0x")

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../kernel_size_dispatch.h"
 #include "../op_checks.h"
 #include "../shuffle_index.h"
 #include "kernel_params.h"

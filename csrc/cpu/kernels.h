@@ -24,26 +24,6 @@ inline int64_t grain_for(int64_t elements_per_item) {
   return std::max<int64_t>(1, kMinElementsPerTask / std::max<int64_t>(1, elements_per_item));
 }
 
-// Calls f(std::integral_constant<int, K>, std::integral_constant<int, S>).
-template <typename F>
-void dispatch_kernel_size(int64_t K, int64_t S, F&& f) {
-  using std::integral_constant;
-  const bool s1 = S == 1;
-  switch (K) {
-    case 3:
-      return s1 ? f(integral_constant<int, 3>{}, integral_constant<int, 1>{})
-                : f(integral_constant<int, 3>{}, integral_constant<int, 2>{});
-    case 5:
-      return s1 ? f(integral_constant<int, 5>{}, integral_constant<int, 1>{})
-                : f(integral_constant<int, 5>{}, integral_constant<int, 2>{});
-    case 7:
-      return s1 ? f(integral_constant<int, 7>{}, integral_constant<int, 1>{})
-                : f(integral_constant<int, 7>{}, integral_constant<int, 2>{});
-    default:
-      TORCH_CHECK(false, "shufflenet_fused: unsupported kernel size ", K);
-  }
-}
-
 // Scratch buffer, zero-initialised (the zero borders of padded planes are
 // never written afterwards).
 template <typename T>

@@ -21,31 +21,12 @@
 #include <tuple>
 #include <type_traits>
 
+#include "../kernel_size_dispatch.h"
 #include "../op_checks.h"
 #include "work.h"
 
 namespace shufflenet_fused {
 namespace pipeline {
-
-// Calls f(std::integral_constant<int, K>, std::integral_constant<int, S>).
-template <typename F>
-void dispatch_ks(int64_t K, int64_t S, F&& f) {
-  using std::integral_constant;
-  const bool s1 = S == 1;
-  switch (K) {
-    case 3:
-      return s1 ? f(integral_constant<int, 3>{}, integral_constant<int, 1>{})
-                : f(integral_constant<int, 3>{}, integral_constant<int, 2>{});
-    case 5:
-      return s1 ? f(integral_constant<int, 5>{}, integral_constant<int, 1>{})
-                : f(integral_constant<int, 5>{}, integral_constant<int, 2>{});
-    case 7:
-      return s1 ? f(integral_constant<int, 7>{}, integral_constant<int, 1>{})
-                : f(integral_constant<int, 7>{}, integral_constant<int, 2>{});
-    default:
-      TORCH_CHECK(false, "shufflenet_fused: unsupported kernel size ", K);
-  }
-}
 
 // ------------------------------------------------------------- arguments ----
 
@@ -189,7 +170,7 @@ at::Tensor run_eval(Exec& ex, const Prepared& pr, const at::Tensor& running_mean
   ta.table = table.data_ptr<acc_t>();
   ta.geo = g;
   const work::TilePlan tp = plan_tile(g, sizeof(acc_t));
-  dispatch_ks(g.K, g.S, [&](auto k, auto s) {
+  dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
     ex.template tile<work::Mode::Eval, decltype(k)::value, decltype(s)::value>(ta, tp);
   });
   return y;
@@ -234,7 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_train(Exec& ex, const Prepare
   fa.invstd_out = invstd.data_ptr<acc_t>();
   fa.table = table.data_ptr<acc_t>();
 
-  dispatch_ks(g.K, g.S, [&](auto k, auto s) {
+  dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
     constexpr int K = decltype(k)::value, S = decltype(s)::value;
     ex.template tile<work::Mode::Stats, K, S>(ta, tp);
     ex.finalize_stats(fa);  // mean, invstd; folds them into the table
@@ -310,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_backward(
   ia.geo = g;
   const work::InputGradPlan ip = plan_input_grad(g, sizeof(acc_t));
 
-  dispatch_ks(g.K, g.S, [&](auto k, auto s) {
+  dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
     constexpr int K = decltype(k)::value, S = decltype(s)::value;
     if (training) {
       // Batch statistics: dz needs sum(g) and sum(g * (z - mean)) first.
