@@ -1,21 +1,20 @@
 // BatchNorm running-statistic update from a training forward's (mean, invstd),
 // as F.batch_norm does it: (1 - momentum) * old + momentum * new, with the
 // unbiased batch variance. Written with ATen ops, so one kernel serves every
-// device (CompositeExplicitAutograd); one C++ op instead of a handful of
-// Python calls per training step.
+// device (CompositeExplicitAutograd); CPU has its own single-loop kernel
+// (cpu/running_stats_cpu.cpp). One C++ op instead of a handful of Python calls
+// per training step.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "op_checks.h"
+#include "running_stats_checks.h"
 
 namespace shufflenet_fused {
 namespace {
 
 void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
                           const at::Tensor& invstd, double momentum, double eps, int64_t count) {
-  TORCH_CHECK(count > 1, "shufflenet_fused: running statistics need more than 1 value per channel, got ", count);
-  TORCH_CHECK(running_mean.sizes() == mean.sizes() && running_var.sizes() == invstd.sizes(),
-              "shufflenet_fused: running statistics and batch statistics differ in shape");
+  check_running_stats_args(running_mean, running_var, mean, invstd, count);
   at::NoGradGuard no_grad;
   // var = 1/invstd^2 - eps (biased), then Bessel's correction.
   const at::Tensor var = (invstd.pow(-2) - eps) * (static_cast<double>(count) / static_cast<double>(count - 1));

@@ -13,25 +13,12 @@
 
 #include "../op_checks.h"
 #include "cpu_isa.h"
+#include "host_values.h"
 #include "kernel_params.h"
 
 namespace shufflenet_fused {
 namespace cpu {
 namespace {
-
-// A per-channel tensor (or a constant when absent) as doubles.
-std::vector<double> per_channel_values(const c10::optional<at::Tensor>& t, int64_t C, double fill) {
-  std::vector<double> v(C, fill);
-  if (t.has_value() && t->defined()) {
-    const at::Tensor d = t->detach().to(at::kDouble).contiguous();
-    std::copy(d.data_ptr<double>(), d.data_ptr<double>() + C, v.begin());
-  }
-  return v;
-}
-
-at::Tensor vector_to_tensor(const std::vector<double>& v, at::IntArrayRef shape, at::ScalarType dtype) {
-  return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).reshape(shape).to(dtype);
-}
 
 template <typename Params, typename Baseline, typename Avx2, typename Avx512>
 void run_for_isa(const Params& p, Baseline baseline_fn, Avx2 avx2_fn, Avx512 avx512_fn) {
@@ -69,10 +56,10 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   check_optional_per_channel(bn_bias, "bn_bias", input);
 
   // Fold BN into y = conv * scale + shift, per parameter channel.
-  const std::vector<double> mean = per_channel_values(running_mean, g.C, 0.0);
-  const std::vector<double> var = per_channel_values(running_var, g.C, 1.0);
-  const std::vector<double> gamma = per_channel_values(bn_weight, g.C, 1.0);
-  const std::vector<double> beta = per_channel_values(bn_bias, g.C, 0.0);
+  const std::vector<double> mean = read_values_or(running_mean, g.C, 0.0);
+  const std::vector<double> var = read_values_or(running_var, g.C, 1.0);
+  const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
+  const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
   std::vector<double> scale(g.C), shift(g.C);
   for (int64_t c = 0; c < g.C; ++c) {
     scale[c] = gamma[c] / std::sqrt(var[c] + eps);
@@ -81,7 +68,8 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
 
   const at::Tensor x = input.contiguous();
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
-  const EvalParams p{x, weight, scale, shift, g, groups, shuffle_last, y};
+  const std::vector<double> w = read_values(weight);
+  const EvalParams p{x, w, scale, shift, g, groups, shuffle_last, y};
   run_for_isa(p, SF_ISA_FNS(eval));
   return y.contiguous(output_memory_format(input));
 }
@@ -95,14 +83,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
   check_optional_per_channel(bn_bias, "bn_bias", input);
   check_training_count(g);
 
-  const std::vector<double> gamma = per_channel_values(bn_weight, g.C, 1.0);
-  const std::vector<double> beta = per_channel_values(bn_bias, g.C, 0.0);
+  const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
+  const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
   const at::Tensor x = input.contiguous();
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
   const auto stat_options = x.options().dtype(stat_dtype(x.scalar_type()));
   at::Tensor mean = at::empty({g.C}, stat_options);
   at::Tensor invstd = at::empty({g.C}, stat_options);
-  const TrainParams p{x, weight, gamma, beta, g, groups, eps, shuffle_last, y, mean, invstd};
+  const std::vector<double> w = read_values(weight);
+  const TrainParams p{x, w, gamma, beta, g, groups, eps, shuffle_last, y, mean, invstd};
   run_for_isa(p, SF_ISA_FNS(train));
   return {y.contiguous(output_memory_format(input)), mean, invstd};
 }
@@ -116,15 +105,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
   check_optional_per_channel(bn_weight, "bn_weight", input);
   check_stats(mean, invstd, input);
 
-  const std::vector<double> gamma = per_channel_values(bn_weight, g.C, 1.0);
-  const std::vector<double> mean_v = per_channel_values(mean, g.C, 0.0);
-  const std::vector<double> invstd_v = per_channel_values(invstd, g.C, 1.0);
+  const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
+  const std::vector<double> mean_v = read_values_or(mean, g.C, 0.0);
+  const std::vector<double> invstd_v = read_values_or(invstd, g.C, 1.0);
   const at::Tensor x = input.contiguous();
   const at::Tensor go = grad_output.contiguous();
   at::Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
   std::vector<double> grad_w(g.C * g.K * g.K, 0.0), grad_gamma(g.C, 0.0), grad_beta(g.C, 0.0);
   if (g.N * g.Ho * g.Wo > 0) {
-    const BackwardParams p{go, x, weight, gamma, mean_v, invstd_v, g, groups, shuffle_last, training,
+    const std::vector<double> w = read_values(weight);
+    const BackwardParams p{go, x, w, gamma, mean_v, invstd_v, g, groups, shuffle_last, training,
                            grad_x, grad_w, grad_gamma, grad_beta};
     run_for_isa(p, SF_ISA_FNS(backward));
   } else {
@@ -132,8 +122,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
   }
   const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
   return {grad_x.contiguous(output_memory_format(input)),
-          vector_to_tensor(grad_w, {g.C, 1, g.K, g.K}, weight.scalar_type()),
-          vector_to_tensor(grad_gamma, {g.C}, bn_dtype), vector_to_tensor(grad_beta, {g.C}, bn_dtype)};
+          values_to_tensor(grad_w, {g.C, 1, g.K, g.K}, weight.scalar_type()),
+          values_to_tensor(grad_gamma, {g.C}, bn_dtype), values_to_tensor(grad_beta, {g.C}, bn_dtype)};
 }
 
 }  // namespace

@@ -145,17 +145,15 @@ inline double dot_flat(const acc_t* __restrict a, const acc_t* __restrict b, int
   return total;
 }
 
-// Stride-2 transposed conv: gp[2j + kh*Wp + kw] += w[kh,kw] * dz[j], with the
-// dropped outputs of dz zero. gp must be zeroed by the caller.
-template <int K, typename acc_t>
-inline void scatter_flat_s2(const acc_t* __restrict dz, int64_t Wp, int64_t n, const acc_t* __restrict w,
-                            acc_t* __restrict gp) {
-  for (int kh = 0; kh < K; ++kh) {
-    for (int kw = 0; kw < K; ++kw) {
-      const acc_t wv = w[kh * K + kw];
-      acc_t* g = gp + kh * Wp + kw;
+// out[2j] = in[j], out[2j+1] = 0 for j in [0, n): the stride-2 dz "dilated"
+// onto the staged-input grid, so that grad_input becomes a stride-1 gather
+// (conv_flat with the flipped kernel) instead of a strided scatter. Writing
+// the zeros too keeps the store contiguous (an interleave, not a scatter).
+template <typename acc_t>
+inline void dilate2_flat(const acc_t* __restrict in, int64_t n, acc_t* __restrict out) {
 #pragma omp simd
-      for (int64_t j = 0; j < n; ++j) g[2 * j] += wv * dz[j];
-    }
+  for (int64_t j = 0; j < n; ++j) {
+    out[2 * j] = in[j];
+    out[2 * j + 1] = acc_t(0);
   }
 }

@@ -13,7 +13,7 @@ namespace cpu {
 
 struct EvalParams {
   const at::Tensor& x;       // NCHW-contiguous input
-  const at::Tensor& weight;  // (C, 1, K, K)
+  const std::vector<double>& weight;  // (C, 1, K, K), row-major
   const std::vector<double>& scale;  // folded BN, per parameter channel
   const std::vector<double>& shift;
   ConvGeometry g;
@@ -24,7 +24,7 @@ struct EvalParams {
 
 struct TrainParams {
   const at::Tensor& x;
-  const at::Tensor& weight;
+  const std::vector<double>& weight;
   const std::vector<double>& gamma;
   const std::vector<double>& beta;
   ConvGeometry g;
@@ -39,7 +39,7 @@ struct TrainParams {
 struct BackwardParams {
   const at::Tensor& grad_out;  // NCHW-contiguous
   const at::Tensor& x;
-  const at::Tensor& weight;
+  const std::vector<double>& weight;
   const std::vector<double>& gamma;
   const std::vector<double>& mean;
   const std::vector<double>& invstd;

@@ -34,10 +34,8 @@ struct Scratch {
 };
 
 template <typename acc_t>
-std::vector<acc_t> weights_as(const at::Tensor& weight) {
-  const at::Tensor w = weight.detach().to(at::kDouble).contiguous();
-  const double* d = w.data_ptr<double>();
-  return std::vector<acc_t>(d, d + w.numel());
+std::vector<acc_t> weights_as(const std::vector<double>& weight) {
+  return std::vector<acc_t>(weight.begin(), weight.end());
 }
 
 // sum_i v[i], blocks in acc_t lanes, blocks added in double.
@@ -201,11 +199,15 @@ void backward_kernel(const BackwardParams& P) {
     constexpr int S = decltype(s_tag)::value;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
       Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size(f.planes)), z(count), dz(count);
-      // Stride 1: dz is staged like an input stack and grad_input is its flat
-      // conv with the flipped kernel (a gather: each grad_input element is
-      // written once). Stride 2: dz lives in flat-output layout (dropped
-      // outputs zero) and is scattered into `gbuf`.
+      // grad_input is a flat conv of a staged dz with the flipped kernel (a
+      // gather: each grad_input element is written once). Stride 1: dz is
+      // staged like an input stack. Stride 2: dz lives in flat-output layout
+      // (dropped outputs zero, for the weight gradient) and is dilated onto
+      // the staged-input grid behind a margin of (K-1)*(Wp+1) zeros, so that
+      // staged position p gathers dil[p + kh*Wp + kw] = dz at p - (K-1-kh)*Wp - (K-1-kw).
+      const int64_t margin = (K - 1) * (f.Wp + 1);
       Scratch<acc_t> dzbuf(S == 1 ? f.buffer_size() : f.flat_size(f.planes));
+      Scratch<acc_t> dil(S == 1 ? 0 : margin + f.buffer_size());
       Scratch<acc_t> gbuf(f.buffer_size());
       acc_t wflip[K * K];
       for (int64_t c = begin; c < end; ++c) {
@@ -257,7 +259,10 @@ void backward_kernel(const BackwardParams& P) {
         for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
           const int64_t nb = std::min(f.planes, g.N - n0);
           clear_if_shrunk(nb, &last_nb, xp.get(), f.buffer_size());
-          if (nb < f.planes) fill_zero(dzbuf.get(), S == 1 ? f.buffer_size() : f.flat_size(f.planes));
+          if (nb < f.planes) {
+            fill_zero(dzbuf.get(), S == 1 ? f.buffer_size() : f.flat_size(f.planes));
+            if (S != 1) fill_zero(dil.get(), margin + f.buffer_size());
+          }
           stage_planes(xd, g, f, lane.input, n0, nb, xp.get());
           acc_t* dz_flat;
           if constexpr (S == 1) {
@@ -273,12 +278,13 @@ void backward_kernel(const BackwardParams& P) {
             for (int kw = 0; kw < K; ++kw)
               gw[kh * K + kw] += dot_flat<S>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size(nb));
           // grad_input of plane p, row h: flat output row p*R + h of the gather
-          // (stride 1), staged row p*R + pad + h of the scatter (stride 2).
+          // over the staged dz (stride 1), staged row p*R + pad + h of the
+          // gather over the dilated dz (stride 2).
           if constexpr (S == 1) {
             conv_flat<K, 1>(dzbuf.get(), f.Wp, f.flat_size(nb), wflip, gbuf.get());
           } else {
-            fill_zero(gbuf.get(), f.buffer_size());
-            scatter_flat_s2<K>(dz_flat, f.Wp, f.flat_size(nb), wc, gbuf.get());
+            dilate2_flat(dz_flat, f.flat_size(nb), dil.get() + margin);
+            conv_flat<K, 1>(dil.get(), f.Wp, nb * f.R * f.Wp, wflip, gbuf.get());
           }
           for (int64_t p = 0; p < nb; ++p) {
             const acc_t* src = gbuf.get() + (S == 1 ? f.out_offset(p) : f.in_offset(p));
