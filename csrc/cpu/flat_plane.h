@@ -128,21 +128,43 @@ inline void conv_flat(const acc_t* __restrict xp, int64_t Wp, int64_t n, const a
   }
 }
 
-// sum_j a[j] * b[S*j]: blocks of kDotBlock reduced in acc_t vector lanes,
-// blocks added in double, so large planes keep float32 gradients accurate.
+// Blocks of kDotBlock elements are reduced in acc_t vector lanes and the
+// blocks added in double, so long reductions keep float32 results accurate.
 constexpr int64_t kDotBlock = 1024;
 
-template <int S, typename acc_t>
-inline double dot_flat(const acc_t* __restrict a, const acc_t* __restrict b, int64_t n) {
-  double total = 0;
+// gw[kh*K + kw] += sum_j dz[j] * xp[S*j + kh*Wp + kw] for j in [0, n): the
+// conv-weight gradient, all K*K taps in ONE pass over dz (each dz vector is
+// loaded once for K*K products, instead of K*K passes that reload it). The
+// partial sums are explicit lanes, part[tap][l], so that the compiler keeps
+// them in vector registers without needing an array reduction clause.
+template <int K, int S, typename acc_t>
+inline void weight_grad_flat(const acc_t* __restrict dz, const acc_t* __restrict xp, int64_t Wp, int64_t n,
+                             double* __restrict gw) {
+  constexpr int L = 16;
   for (int64_t j0 = 0; j0 < n; j0 += kDotBlock) {
     const int64_t j1 = std::min(n, j0 + kDotBlock);
-    acc_t s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = j0; j < j1; ++j) s += a[j] * b[S * j];
-    total += static_cast<double>(s);
+    acc_t part[K * K][L] = {};
+    int64_t j = j0;
+    for (; j + L <= j1; j += L) {
+#pragma GCC unroll 7
+      for (int kh = 0; kh < K; ++kh) {
+#pragma GCC unroll 7
+        for (int kw = 0; kw < K; ++kw) {
+          const acc_t* x = xp + S * j + kh * Wp + kw;
+#pragma omp simd
+          for (int l = 0; l < L; ++l) part[kh * K + kw][l] += dz[j + l] * x[S * l];
+        }
+      }
+    }
+    for (; j < j1; ++j)
+      for (int kh = 0; kh < K; ++kh)
+        for (int kw = 0; kw < K; ++kw) part[kh * K + kw][0] += dz[j] * xp[S * j + kh * Wp + kw];
+    for (int t = 0; t < K * K; ++t) {
+      acc_t s = 0;
+      for (int l = 0; l < L; ++l) s += part[t][l];
+      gw[t] += static_cast<double>(s);
+    }
   }
-  return total;
 }
 
 // out[2j] = in[j], out[2j+1] = 0 for j in [0, n): the stride-2 dz "dilated"

@@ -193,6 +193,7 @@ void backward_kernel(const BackwardParams& P) {
   const int64_t in_plane = g.H * g.W;
   const int64_t count = g.N * plane;
   const int64_t KK = g.K * g.K;
+  const int64_t nblocks = f.blocks(g.N);
 
   dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
     constexpr int K = decltype(k_tag)::value;
@@ -258,12 +259,15 @@ void backward_kernel(const BackwardParams& P) {
         int64_t last_nb = f.planes;
         for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
           const int64_t nb = std::min(f.planes, g.N - n0);
-          clear_if_shrunk(nb, &last_nb, xp.get(), f.buffer_size());
+          // With one block per channel, conv_lane left exactly these planes staged in xp.
+          if (nblocks > 1) {
+            clear_if_shrunk(nb, &last_nb, xp.get(), f.buffer_size());
+            stage_planes(xd, g, f, lane.input, n0, nb, xp.get());
+          }
           if (nb < f.planes) {
             fill_zero(dzbuf.get(), S == 1 ? f.buffer_size() : f.flat_size(f.planes));
             if (S != 1) fill_zero(dil.get(), margin + f.buffer_size());
           }
-          stage_planes(xd, g, f, lane.input, n0, nb, xp.get());
           acc_t* dz_flat;
           if constexpr (S == 1) {
             for (int64_t p = 0; p < nb; ++p)
@@ -274,9 +278,7 @@ void backward_kernel(const BackwardParams& P) {
               copy_block(dz.get() + (n0 + p) * plane, g.Wo, g.Ho, g.Wo, dzbuf.get() + f.out_offset(p), f.Wp);
             dz_flat = dzbuf.get();
           }
-          for (int kh = 0; kh < K; ++kh)
-            for (int kw = 0; kw < K; ++kw)
-              gw[kh * K + kw] += dot_flat<S>(dz_flat, xp.get() + kh * f.Wp + kw, f.flat_size(nb));
+          weight_grad_flat<K, S>(dz_flat, xp.get(), f.Wp, f.flat_size(nb), gw);
           // grad_input of plane p, row h: flat output row p*R + h of the gather
           // over the staged dz (stride 1), staged row p*R + pad + h of the
           // gather over the dilated dz (stride 2).
