@@ -20,10 +20,14 @@ PyMODINIT_FUNC PyInit__C(void) {
 TORCH_LIBRARY(shufflenet_fused, m) {
   // Inference: BN uses running statistics, folded into a per-channel
   // scale/shift; one read of `input`, one write of the result.
+  // flexible_layout: it has native NCHW and channels_last kernels (CPU and
+  // CUDA), so torch.compile may hand it either layout instead of converting
+  // its convolutions' channels_last activations back to NCHW around it.
   m.def(
       "dwconv_bn_eval(Tensor input, Tensor weight, Tensor running_mean, "
       "Tensor running_var, Tensor? bn_weight, Tensor? bn_bias, int groups, "
-      "int stride, float eps, bool shuffle_last) -> Tensor");
+      "int stride, float eps, bool shuffle_last) -> Tensor",
+      {at::Tag::flexible_layout});
   // Training forward: BN uses batch statistics. Returns (output, mean,
   // invstd); mean/invstd are per parameter channel, float32 (float64 for
   // float64 input), and are what the backward needs. The running-stat update

@@ -2,9 +2,10 @@
 // ops: argument checks, BN parameter folding, output allocation, and the
 // choice of the per-ISA kernel (kernels_*.cpp, chosen by cpu_isa.cpp).
 //
-// channels_last and other strided inputs are computed through one NCHW copy
-// and returned in the input's memory format (a native channels_last kernel is
-// future work).
+// The eval op has a native channels_last kernel; the training ops compute
+// channels_last inputs through one NCHW copy (a native kernel is future work).
+// Other strided inputs go through an NCHW copy. Outputs keep the input's
+// memory format (output_memory_format).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -66,12 +67,17 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
     shift[c] = beta[c] - mean[c] * scale[c];
   }
 
-  const at::Tensor x = input.contiguous();
-  at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
   const std::vector<double> w = read_values(weight);
+  const at::MemoryFormat format = output_memory_format(input);
+  const at::Tensor x = input.contiguous(format);
+  at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options().memory_format(format));
   const EvalParams p{x, w, scale, shift, g, groups, shuffle_last, y};
-  run_for_isa(p, SF_ISA_FNS(eval));
-  return y.contiguous(output_memory_format(input));
+  if (format == at::MemoryFormat::ChannelsLast) {
+    run_for_isa(p, SF_ISA_FNS(eval_channels_last));
+  } else {
+    run_for_isa(p, SF_ISA_FNS(eval));
+  }
+  return y;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(

@@ -12,14 +12,14 @@ namespace shufflenet_fused {
 namespace cpu {
 
 struct EvalParams {
-  const at::Tensor& x;       // NCHW-contiguous input
+  const at::Tensor& x;       // NCHW-contiguous input (eval), NHWC (eval_channels_last)
   const std::vector<double>& weight;  // (C, 1, K, K), row-major
   const std::vector<double>& scale;  // folded BN, per parameter channel
   const std::vector<double>& shift;
   ConvGeometry g;
   int64_t groups;
   bool shuffle_last;
-  at::Tensor& y;  // NCHW-contiguous output
+  at::Tensor& y;  // output, in x's layout
 };
 
 struct TrainParams {
@@ -57,6 +57,7 @@ struct BackwardParams {
 #define SHUFFLENET_FUSED_DECLARE_ISA(isa)   \
   namespace isa {                           \
   void eval(const EvalParams& p);           \
+  void eval_channels_last(const EvalParams& p); \
   void train(const TrainParams& p);         \
   void backward(const BackwardParams& p);   \
   }
