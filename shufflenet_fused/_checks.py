@@ -47,8 +47,9 @@ def check_args(
         raise ValueError(f"weight kernel size must be one of {KERNEL_SIZES}, got {weight.shape[2]}")
     if weight.dtype != input.dtype:
         raise ValueError(f"weight dtype {weight.dtype} does not match input dtype {input.dtype}")
-    if weight.device != input.device:
-        raise ValueError(f"weight is on {weight.device} but input is on {input.device}")
+    device = input.device  # fetched once: this runs on every call of the fused op
+    if weight.device != device:
+        raise ValueError(f"weight is on {weight.device} but input is on {device}")
     for name, t in (
         ("running_mean", running_mean),
         ("running_var", running_var),
@@ -57,12 +58,12 @@ def check_args(
     ):
         if t is None:
             continue
-        if not isinstance(t, Tensor) or t.dim() != 1 or t.shape[0] != c:
+        if not isinstance(t, Tensor) or t.shape != (c,):
             raise ValueError(f"{name} must be a 1-D tensor with C={c} elements, got {_describe(t)}")
         if not t.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {t.dtype}")
-        if t.device != input.device:
-            raise ValueError(f"{name} is on {t.device} but input is on {input.device}")
+        if t.device != device:
+            raise ValueError(f"{name} is on {t.device} but input is on {device}")
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together (or both None)")
     if not training and running_mean is None:

@@ -102,3 +102,25 @@ def assert_results_close(got: dict, expected: dict, *, rtol: float, atol: float)
         assert g is not None, key
         assert g.shape == e.shape and g.dtype == e.dtype, (key, g.shape, e.shape, g.dtype, e.dtype)
         torch.testing.assert_close(g, e, rtol=rtol, atol=atol, msg=lambda m, key=key: f"{key}: {m}")
+
+
+LOW_PRECISION_TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+
+def assert_low_precision_matches_float64(case: Case, dtype: torch.dtype, *, training: bool) -> None:
+    """The fused op in bfloat16/float16 (float32 accumulation) against the float64 reference on
+    the same rounded inputs: output, every gradient and the running stats, to the dtype's
+    precision (relative to each tensor's largest magnitude)."""
+    inputs = make_inputs(case, dtype)
+    got = run(sf.shuffle_dwconv_bn, case, inputs, training=training, dtype=dtype)
+    inputs64 = {k: v.double() for k, v in inputs.items()}
+    expected = run(reference.shuffle_dwconv_bn, case, inputs64, training=training, dtype=torch.float64)
+    tol = LOW_PRECISION_TOL[dtype]
+    assert got["output"].dtype == dtype and got["grad_input"].dtype == dtype
+    fmt = torch.channels_last if case.layout == "channels_last" else torch.contiguous_format
+    assert got["output"].is_contiguous(memory_format=fmt)
+    for key, e in expected.items():
+        scale = max(1.0, e.abs().max().item())
+        torch.testing.assert_close(
+            got[key].double(), e, rtol=tol, atol=tol * scale, msg=lambda m, key=key: f"{key}: {m}"
+        )

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 import torch
-from op_cases import Case, assert_results_close, fused_and_reference
+from op_cases import Case, assert_low_precision_matches_float64, assert_results_close, fused_and_reference
 
 from shufflenet_fused._ops import ops
 
@@ -57,6 +57,22 @@ def test_every_isa_matches_reference(cpu_isa: str, dtype: torch.dtype) -> None:
         for training in (False, True):
             got, expected = fused_and_reference(case, dtype, training=training)
             assert_results_close(got, expected, rtol=tol, atol=tol)
+
+
+# bfloat16/float16 rows are widened/narrowed in registers on AVX-512 (rows of
+# 1..16 elements and longer ones in 16-element chunks), element by element elsewhere.
+LOW_PRECISION_CASES = [
+    Case(2, 6, h, w, k=3, stride=s, groups=3, order="shuffle_last", layout=lay)
+    for (h, w), s, lay in itertools.product([(7, 7), (5, 16), (6, 33)], (1, 2), ("nchw", "channels_last"))
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_every_isa_low_precision_matches_float64_reference(cpu_isa: str, dtype: torch.dtype) -> None:
+    assert ops._cpu_isa("") == cpu_isa
+    for case in LOW_PRECISION_CASES:
+        for training in (False, True):
+            assert_low_precision_matches_float64(case, dtype, training=training)
 
 
 def test_unknown_or_unsupported_isa_is_rejected() -> None:

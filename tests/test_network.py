@@ -131,3 +131,17 @@ def test_torch_compile_inductor_fused_blocks_eval():
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_torch_compile_inductor_passes_any_layout_to_the_eval_op(memory_format):
+    """dwconv_bn_eval is tagged flexible_layout: inductor may hand it the channels_last
+    activations of its convolutions (and does, on CPU); either way the result is eager's."""
+    torch.manual_seed(0)
+    block = sf.ShuffleV1Block(48, 48, group=3, first_group=False, mid_channels=24, ksize=3, stride=1).eval()
+    op = torch.ops.shufflenet_fused.dwconv_bn_eval.default
+    assert torch.Tag.flexible_layout in op.tags
+    x = torch.randn(2, 48, 10, 10).contiguous(memory_format=memory_format)
+    compiled = torch.compile(block, fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), block(x), rtol=1e-5, atol=1e-5)

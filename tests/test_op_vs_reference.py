@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from op_cases import Case, assert_results_close, fused_and_reference, make_inputs
+from op_cases import Case, assert_low_precision_matches_float64, assert_results_close, fused_and_reference, make_inputs
 
 import shufflenet_fused as sf
 
@@ -57,25 +57,16 @@ def test_float32_matches_reference(case: Case, training: bool) -> None:
     assert_results_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_cpu_matches_float64_reference(dtype: torch.dtype, training: bool) -> None:
-    # The kernel accumulates in float32: compare with the float64 reference on
-    # the same (rounded) inputs, to the output dtype's precision.
-    case = Case(2, 12, 10, 9, k=3, stride=1, groups=3, order="shuffle_last")
-    inputs = make_inputs(case, dtype)
-    x = inputs["input"]
-    y = sf.shuffle_dwconv_bn(
-        x, inputs["weight"], inputs["running_mean"].float(), inputs["running_var"].float(),
-        inputs["bn_weight"].float(), inputs["bn_bias"].float(), groups=3, training=training, order=case.order,
-    )  # fmt: skip
-    expected = sf.reference.shuffle_dwconv_bn(
-        x.double(), inputs["weight"].double(), inputs["running_mean"].clone(), inputs["running_var"].clone(),
-        inputs["bn_weight"], inputs["bn_bias"], groups=3, training=training, order=case.order,
-    )  # fmt: skip
-    assert y.dtype == dtype
-    tol = 2e-2 if dtype == torch.bfloat16 else 4e-3
-    torch.testing.assert_close(y.double(), expected, rtol=tol, atol=tol)
+def test_low_precision_cpu_matches_float64_reference(dtype: torch.dtype, training: bool, layout: str) -> None:
+    # C = 24 takes the channels_last kernel through a full and an overlapping
+    # 16-channel chunk; W = 9 and 19 give row moves of one partial and of one
+    # full + one partial 16-element chunk.
+    for w in (9, 19):
+        case = Case(2, 24, 10, w, k=3, stride=1, groups=3, order="shuffle_last", layout=layout)
+        assert_low_precision_matches_float64(case, dtype, training=training)
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])

@@ -57,11 +57,41 @@ inline void fill_zero(T* __restrict p, int64_t n) {
 }
 
 // Row loops over ShuffleNet's 7- and 14-wide planes are too short for the
-// vectoriser (they run as scalar tails). On AVX-512, float rows of up to 16
-// elements are moved with one masked load/store instead.
+// vectoriser (they run as scalar tails), and bfloat16/float16 elements are
+// converted one by one. On AVX-512, rows of up to 16 elements of float,
+// bfloat16 or float16 are moved with one masked load/store, widened to and
+// narrowed from float32 in registers.
 #if defined(SF_CPU_HAS_AVX512)
-template <typename scalar_t, typename acc_t>
-constexpr bool kMaskedRows = std::is_same<scalar_t, float>::value && std::is_same<acc_t, float>::value;
+template <typename T>
+constexpr bool kRow16 = std::is_same<T, float>::value || std::is_same<T, c10::BFloat16>::value ||
+                        std::is_same<T, c10::Half>::value;
+
+// (maskz forms throughout: GCC 12's unmasked forms of these intrinsics start
+// from an undefined vector and trip -Wmaybe-uninitialized in its own headers.)
+inline __m512 load_row16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load_row16(const c10::BFloat16* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(m, _mm512_maskz_cvtepu16_epi32(m, h), 16));
+}
+inline __m512 load_row16(const c10::Half* p, __mmask16 m) {
+  return _mm512_maskz_cvtph_ps(m, _mm256_maskz_loadu_epi16(m, p));
+}
+
+inline void store_row16(float* p, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+// Round to nearest even, NaN -> quiet NaN 0x7FC0: c10::BFloat16's conversion, bit for bit.
+inline void store_row16(c10::BFloat16* p, __mmask16 m, __m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(m, bits, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_maskz_srli_epi32(m, _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtepi32_epi16(m, r));
+}
+// IEEE round to nearest even, as c10::Half's conversion.
+inline void store_row16(c10::Half* p, __mmask16 m, __m512 v) {
+  _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtps_ph(m, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 #endif
 
 // dst[r, c] = a * src[r, c] + b for a rows x cols block (pitches in elements).
@@ -69,15 +99,17 @@ template <typename scalar_t, typename acc_t>
 inline void affine_block(const acc_t* __restrict src, int64_t src_pitch, int64_t rows, int64_t cols,
                          scalar_t* __restrict dst, int64_t dst_pitch, acc_t a, acc_t b) {
 #if defined(SF_CPU_HAS_AVX512)
-  if constexpr (kMaskedRows<scalar_t, acc_t>) {
-    if (cols <= 16) {
-      const __mmask16 m = static_cast<__mmask16>((1u << cols) - 1u);
-      const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
-      for (int64_t r = 0; r < rows; ++r)
-        _mm512_mask_storeu_ps(dst + r * dst_pitch, m,
-                              _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, src + r * src_pitch), va, vb));
-      return;
+  if constexpr (kRow16<scalar_t> && std::is_same<acc_t, float>::value) {
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    for (int64_t r = 0; r < rows; ++r) {
+      const acc_t* s = src + r * src_pitch;
+      scalar_t* d = dst + r * dst_pitch;
+      for (int64_t c = 0; c < cols; c += 16) {
+        const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
+        store_row16(d + c, m, _mm512_fmadd_ps(load_row16(s + c, m), va, vb));
+      }
     }
+    return;
   }
 #endif
   for (int64_t r = 0; r < rows; ++r) {
@@ -88,25 +120,29 @@ inline void affine_block(const acc_t* __restrict src, int64_t src_pitch, int64_t
   }
 }
 
-// Copies a rows x cols block (source pitch src_pitch) to dst with pitch dst_pitch.
-template <typename scalar_t, typename acc_t>
-inline void copy_block(const scalar_t* __restrict src, int64_t src_pitch, int64_t rows, int64_t cols,
-                       acc_t* __restrict dst, int64_t dst_pitch) {
+// Copies a rows x cols block (source pitch src_pitch) to dst with pitch
+// dst_pitch, converting between the element types (either direction).
+template <typename src_t, typename dst_t>
+inline void copy_block(const src_t* __restrict src, int64_t src_pitch, int64_t rows, int64_t cols,
+                       dst_t* __restrict dst, int64_t dst_pitch) {
 #if defined(SF_CPU_HAS_AVX512)
-  if constexpr (kMaskedRows<scalar_t, acc_t>) {
-    if (cols <= 16) {
-      const __mmask16 m = static_cast<__mmask16>((1u << cols) - 1u);
-      for (int64_t r = 0; r < rows; ++r)
-        _mm512_mask_storeu_ps(dst + r * dst_pitch, m, _mm512_maskz_loadu_ps(m, src + r * src_pitch));
-      return;
+  if constexpr (kRow16<src_t> && kRow16<dst_t>) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const src_t* s = src + r * src_pitch;
+      dst_t* d = dst + r * dst_pitch;
+      for (int64_t c = 0; c < cols; c += 16) {
+        const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
+        store_row16(d + c, m, load_row16(s + c, m));
+      }
     }
+    return;
   }
 #endif
   for (int64_t r = 0; r < rows; ++r) {
-    const scalar_t* s = src + r * src_pitch;
-    acc_t* d = dst + r * dst_pitch;
+    const src_t* s = src + r * src_pitch;
+    dst_t* d = dst + r * dst_pitch;
 #pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) d[c] = static_cast<acc_t>(s[c]);
+    for (int64_t c = 0; c < cols; ++c) d[c] = static_cast<dst_t>(s[c]);
   }
 }
 

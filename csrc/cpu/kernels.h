@@ -286,12 +286,8 @@ void train_kernel(const TrainParams& P) {
         invstd_d[c] = static_cast<acc_t>(invstd);
         const acc_t a = static_cast<acc_t>(P.gamma[c] * invstd);
         const acc_t b = static_cast<acc_t>(P.beta[c] - mean * P.gamma[c] * invstd);
-        for (int64_t n = 0; n < g.N; ++n) {
-          const acc_t* zn = z.get() + n * plane;
-          scalar_t* out = yd + (n * g.C + lane.output) * plane;
-#pragma omp simd
-          for (int64_t i = 0; i < plane; ++i) out[i] = static_cast<scalar_t>(zn[i] * a + b);
-        }
+        for (int64_t n = 0; n < g.N; ++n)
+          affine_block(z.get() + n * plane, plane, 1, plane, yd + (n * g.C + lane.output) * plane, plane, a, b);
       }
     });
   });
