@@ -92,6 +92,14 @@ inline void store_row16(c10::Half* p, __mmask16 m, __m512 v) {
 }
 
 inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+// A row of cols <= 16 elements may be stored as a full 16-lane vector, which
+// is cheaper than a masked store, when the 16 - cols extra lanes stay inside
+// the block (they land on later rows, rewritten afterwards, or on the gap
+// between rows, which the caller allows): row r of `rows` with pitch `pitch`.
+inline bool full_store_fits(int64_t r, int64_t rows, int64_t pitch, int64_t cols) {
+  return r * pitch + 16 <= (rows - 1) * pitch + cols;
+}
 #endif
 
 // dst[r, c] = a * src[r, c] + b for a rows x cols block (pitches in elements).
@@ -104,6 +112,11 @@ inline void affine_block(const acc_t* __restrict src, int64_t src_pitch, int64_t
     for (int64_t r = 0; r < rows; ++r) {
       const acc_t* s = src + r * src_pitch;
       scalar_t* d = dst + r * dst_pitch;
+      // Extra lanes would hold a*junk + b: only where rows are back to back.
+      if (cols <= 16 && dst_pitch == cols && full_store_fits(r, rows, dst_pitch, cols)) {
+        store_row16(d, first_lanes(16), _mm512_fmadd_ps(load_row16(s, first_lanes(cols)), va, vb));
+        continue;
+      }
       for (int64_t c = 0; c < cols; c += 16) {
         const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
         store_row16(d + c, m, _mm512_fmadd_ps(load_row16(s + c, m), va, vb));
@@ -121,7 +134,9 @@ inline void affine_block(const acc_t* __restrict src, int64_t src_pitch, int64_t
 }
 
 // Copies a rows x cols block (source pitch src_pitch) to dst with pitch
-// dst_pitch, converting between the element types (either direction).
+// dst_pitch, converting between the element types (either direction). The
+// gap between dst rows (dst_pitch > cols) may be overwritten with zeros:
+// every caller's gap is zero padding or dropped flat outputs.
 template <typename src_t, typename dst_t>
 inline void copy_block(const src_t* __restrict src, int64_t src_pitch, int64_t rows, int64_t cols,
                        dst_t* __restrict dst, int64_t dst_pitch) {
@@ -130,6 +145,12 @@ inline void copy_block(const src_t* __restrict src, int64_t src_pitch, int64_t r
     for (int64_t r = 0; r < rows; ++r) {
       const src_t* s = src + r * src_pitch;
       dst_t* d = dst + r * dst_pitch;
+      // The masked load zeroes the extra lanes, so the gap between rows (the
+      // zero padding of a staged plane) receives zeros.
+      if (cols <= 16 && full_store_fits(r, rows, dst_pitch, cols)) {
+        store_row16(d, first_lanes(16), load_row16(s, first_lanes(cols)));
+        continue;
+      }
       for (int64_t c = 0; c < cols; c += 16) {
         const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
         store_row16(d + c, m, load_row16(s + c, m));
