@@ -16,6 +16,7 @@
 #endif
 
 #include "flat_plane.h"
+#include "direct_plane.h"
 
 // Below this many output elements per task, threads cost more than they save.
 constexpr int64_t kMinElementsPerTask = 16384;
@@ -71,10 +72,48 @@ inline void clear_if_shrunk(int64_t nb, int64_t* last_nb, acc_t* buf, int64_t si
 
 // ---------------------------------------------------------------- eval ----
 
+#if defined(SF_CPU_HAS_AVX512)
+// Stride-1 eval with AVX-512: each output plane convolved in place
+// (direct_plane.h), BN folded into the taps; tasks are output planes (n, o).
+template <typename scalar_t>
+void eval_direct_kernel(const EvalParams& P) {
+  const ConvGeometry& g = P.g;
+  const DirectPlan plan(g.H, g.W, g.K);
+  const ChannelMap map(g.C, P.groups);
+  const int64_t KK = g.K * g.K, plane = g.H * g.W;
+  std::vector<float> taps(g.C * KK), shift(g.C);  // per output channel
+  std::vector<int64_t> input(g.C);
+  for (int64_t o = 0; o < g.C; ++o) {
+    const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
+    for (int64_t t = 0; t < KK; ++t)
+      taps[o * KK + t] = static_cast<float>(P.weight[lane.param * KK + t] * P.scale[lane.param]);
+    shift[o] = static_cast<float>(P.shift[lane.param]);
+    input[o] = lane.input;
+  }
+  const scalar_t* xd = P.x.data_ptr<scalar_t>();
+  scalar_t* yd = P.y.data_ptr<scalar_t>();
+  dispatch_kernel_size(g.K, 1, [&](auto k_tag, auto) {
+    constexpr int K = decltype(k_tag)::value;
+    at::parallel_for(0, g.N * g.C, grain_for(plane), [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / g.C, o = task % g.C;
+        conv_plane_direct<K>(plan, xd + (n * g.C + input[o]) * plane, taps.data() + o * KK, shift[o],
+                             yd + task * plane);
+      }
+    });
+  });
+}
+#endif
+
 template <typename scalar_t>
 void eval_kernel(const EvalParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
+#if defined(SF_CPU_HAS_AVX512)
+  if constexpr (kRow16<scalar_t>) {
+    if (g.stride == 1) return eval_direct_kernel<scalar_t>(P);
+  }
+#endif
   const FlatStack f(g);
   const ChannelMap map(g.C, P.groups);
   const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
@@ -245,11 +284,38 @@ double conv_lane(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, 
   return sum_flat(zc, g.N * plane);
 }
 
+// conv_lane, but through the in-place masked-load conv where it applies
+// (AVX-512, stride 1, float-like data); `xp` is then left untouched.
+template <int S, typename scalar_t, typename acc_t>
+constexpr bool uses_direct_conv() {
+#if defined(SF_CPU_HAS_AVX512)
+  return S == 1 && kRow16<scalar_t> && std::is_same<acc_t, float>::value;
+#else
+  return false;
+#endif
+}
+
+template <int K, int S, typename scalar_t, typename acc_t>
+double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const DirectPlanOrNone& plan,
+                         const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
+#if defined(SF_CPU_HAS_AVX512)
+  if constexpr (uses_direct_conv<S, scalar_t, acc_t>()) {
+    const int64_t plane = g.H * g.W;
+    for (int64_t n = 0; n < g.N; ++n)
+      conv_plane_direct<K>(plan, xd + (n * g.C + lane.input) * plane, w, 0.0f, zc + n * plane);
+    return sum_flat(zc, g.N * plane);
+  }
+#endif
+  (void)plan;
+  return conv_lane<K, S>(xd, g, f, lane, w, xp, zflat, zc);
+}
+
 template <typename scalar_t>
 void train_kernel(const TrainParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
   const FlatStack f(g);
+  const DirectPlanOrNone plan = make_direct_plan(g);
   const ChannelMap map(g.C, P.groups);
   const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
@@ -268,7 +334,8 @@ void train_kernel(const TrainParams& P) {
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
         const double mean =
-            conv_lane<K, S>(xd, g, f, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) / count;
+            conv_lane_compact<K, S>(xd, g, f, plan, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) /
+            count;
         // Second pass for the variance: the sum of squared deviations does
         // not cancel the way E[z^2] - E[z]^2 does.
         const acc_t m = static_cast<acc_t>(mean);
@@ -333,7 +400,8 @@ void backward_kernel(const BackwardParams& P) {
         for (int t = 0; t < K * K; ++t) wflip[t] = wc[K * K - 1 - t];
         const acc_t m = static_cast<acc_t>(P.mean[c]);
 
-        // Pass 1: recompute z; sum(g) and sum(g * (z - mean)).
+        // Pass 1: recompute z; sum(g) and sum(g * (z - mean)). The flat
+        // conv_lane (not the direct one): pass 2 reuses its staged input.
         conv_lane<K, S>(xd, g, f, lane, wc, xp.get(), zflat.get(), z.get());
         double sum_g = 0, sum_gzc = 0;
         for (int64_t n = 0; n < g.N; ++n) {

@@ -1,0 +1,86 @@
+// Stride-1 depthwise conv of a compact plane straight from memory, with
+// AVX-512 masked loads: no staging copy, no padding, no wasted outputs.
+//
+// Output vector v covers outputs j = 16v .. 16v+15 of the H x W plane
+// (row-major). At stride 1, tap (kh, kw) of output j reads input
+// j + (kh - pad) * W + (kw - pad): the same offset for the whole vector. The
+// lanes whose tap falls outside the image (first/last rows and columns, or
+// past the plane) are switched off by a lane mask precomputed once per
+// geometry; a masked-off lane is never read, so the loads that start before
+// or run past the plane touch only the plane's own elements.
+//
+// Included by kernels.h inside the per-ISA namespace (see flat_plane.h).
+
+#ifndef SF_CPU_ISA
+#error "direct_plane.h is included by csrc/cpu/kernels_*.cpp only"
+#endif
+
+#if defined(SF_CPU_HAS_AVX512)
+
+// Lane masks of every (output vector, tap) of one plane geometry.
+struct DirectPlan {
+  int64_t H, W, K, pad, plane, vectors;
+  std::vector<__mmask16> masks;  // [v * K * K + kh * K + kw]
+
+  DirectPlan(int64_t H_, int64_t W_, int64_t K_)
+      : H(H_), W(W_), K(K_), pad(conv_pad(K_)), plane(H_ * W_), vectors((H_ * W_ + 15) / 16) {
+    masks.assign(vectors * K * K, 0);
+    for (int64_t v = 0; v < vectors; ++v) {
+      for (int64_t l = 0; l < 16 && 16 * v + l < plane; ++l) {
+        const int64_t oh = (16 * v + l) / W, ow = (16 * v + l) % W;
+        for (int64_t kh = 0; kh < K; ++kh) {
+          for (int64_t kw = 0; kw < K; ++kw) {
+            const int64_t ih = oh + kh - pad, iw = ow + kw - pad;
+            if (ih >= 0 && ih < H && iw >= 0 && iw < W) masks[v * K * K + kh * K + kw] |= static_cast<__mmask16>(1u << l);
+          }
+        }
+      }
+    }
+  }
+};
+
+// `p` moved by `elements` (possibly outside the plane) without pointer
+// arithmetic past the array: only the masked loads dereference it.
+template <typename T>
+inline const T* displaced(const T* p, int64_t elements) {
+  return reinterpret_cast<const T*>(reinterpret_cast<uintptr_t>(p) + elements * static_cast<int64_t>(sizeof(T)));
+}
+
+// y[j] = shift + sum over valid taps of w[kh*K + kw] * x[j + (kh-pad)*W + kw-pad]
+// for the whole plane (x and y compact H x W planes).
+template <int K, typename in_t, typename out_t>
+inline void conv_plane_direct(const DirectPlan& p, const in_t* x, const float* w, float shift, out_t* y) {
+  __m512 wv[K * K];
+  for (int t = 0; t < K * K; ++t) wv[t] = _mm512_set1_ps(w[t]);
+  const __m512 sv = _mm512_set1_ps(shift);
+  constexpr int pad = K / 2;
+  for (int64_t v = 0; v < p.vectors; ++v) {
+    const int64_t j = 16 * v;
+    const __mmask16* m = p.masks.data() + v * K * K;
+    // One accumulator per window row: K short FMA chains instead of one of
+    // K*K (the FMA latency, not the loads, bounds a single chain).
+    __m512 acc[K];
+#pragma GCC unroll 7
+    for (int kh = 0; kh < K; ++kh) {
+      acc[kh] = kh == 0 ? sv : _mm512_setzero_ps();
+#pragma GCC unroll 7
+      for (int kw = 0; kw < K; ++kw) {
+        const in_t* src = displaced(x, j + (kh - pad) * p.W + (kw - pad));
+        acc[kh] = _mm512_fmadd_ps(load_row16(src, m[kh * K + kw]), wv[kh * K + kw], acc[kh]);
+      }
+    }
+#pragma GCC unroll 7
+    for (int kh = 1; kh < K; ++kh) acc[0] = _mm512_add_ps(acc[0], acc[kh]);
+    store_row16(y + j, first_lanes(std::min<int64_t>(16, p.plane - j)), acc[0]);
+  }
+}
+
+using DirectPlanOrNone = DirectPlan;
+// The plan of a stride-1 geometry (an empty one otherwise: never used).
+inline DirectPlan make_direct_plan(const ConvGeometry& g) {
+  return g.stride == 1 ? DirectPlan(g.H, g.W, g.K) : DirectPlan(0, 1, g.K);
+}
+#else
+struct DirectPlanOrNone {};
+inline DirectPlanOrNone make_direct_plan(const ConvGeometry&) { return {}; }
+#endif  // SF_CPU_HAS_AVX512
