@@ -46,6 +46,9 @@ CASES += [
         (6, 24, 51), [(1, 1), (5, 9), (7, 7)], (3, 7), (1, 2), ("shuffle_first", "shuffle_last"), (3, 1)
     )
 ] + [Case(1, 51, 4, 6, groups=51, layout="channels_last")]
+# The in-place (AVX-512, stride 1) weight gradient flushes its float lanes to
+# double every 16384 // (H*W) planes: 16 planes of 33x33 flush twice.
+CASES += [Case(16, 3, 33, 33, k=3, groups=3, order="shuffle_last")]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

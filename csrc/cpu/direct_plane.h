@@ -75,6 +75,46 @@ inline void conv_plane_direct(const DirectPlan& p, const in_t* x, const float* w
   }
 }
 
+// gw[kh*K + kw] += sum over `planes` planes n of sum_j dz_n[j] * x_n[j + (kh-pad)*W + kw-pad]
+// (valid taps only): the conv-weight gradient of stride-1 planes, in place.
+// dz planes are compact and consecutive; x planes are `x_stride` elements
+// apart. Lane sums are flushed to double about every kDotBlock elements per
+// lane, as the flat kernels do, so float32 gradients stay accurate.
+template <int K, typename in_t>
+inline void weight_grad_direct(const DirectPlan& p, const float* dz, const in_t* x, int64_t x_stride, int64_t planes,
+                               double* gw) {
+  constexpr int pad = K / 2;
+  const int64_t flush = std::max<int64_t>(1, kDotBlock * 16 / p.plane);
+  __m512 acc[K * K];
+  for (int64_t n0 = 0; n0 < planes; n0 += flush) {
+    for (int t = 0; t < K * K; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t n = n0; n < std::min(planes, n0 + flush); ++n) {
+      const float* d = dz + n * p.plane;
+      const in_t* xn = x + n * x_stride;
+      for (int64_t v = 0; v < p.vectors; ++v) {
+        const int64_t j = 16 * v;
+        const __mmask16* m = p.masks.data() + v * K * K;
+        const __m512 dv = _mm512_maskz_loadu_ps(first_lanes(std::min<int64_t>(16, p.plane - j)), d + j);
+#pragma GCC unroll 7
+        for (int kh = 0; kh < K; ++kh) {
+#pragma GCC unroll 7
+          for (int kw = 0; kw < K; ++kw) {
+            const in_t* src = displaced(xn, j + (kh - pad) * p.W + (kw - pad));
+            acc[kh * K + kw] = _mm512_fmadd_ps(load_row16(src, m[kh * K + kw]), dv, acc[kh * K + kw]);
+          }
+        }
+      }
+    }
+    for (int t = 0; t < K * K; ++t) {
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, acc[t]);
+      double sum = 0;
+      for (int l = 0; l < 16; ++l) sum += static_cast<double>(lanes[l]);
+      gw[t] += sum;
+    }
+  }
+}
+
 using DirectPlanOrNone = DirectPlan;
 // The plan of a stride-1 geometry (an empty one otherwise: never used).
 inline DirectPlan make_direct_plan(const ConvGeometry& g) {

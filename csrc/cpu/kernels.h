@@ -377,6 +377,7 @@ void backward_kernel(const BackwardParams& P) {
   const int64_t count = g.N * plane;
   const int64_t KK = g.K * g.K;
   const int64_t nblocks = f.blocks(g.N);
+  const DirectPlanOrNone plan = make_direct_plan(g);
 
   dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
     constexpr int K = decltype(k_tag)::value;
@@ -400,9 +401,9 @@ void backward_kernel(const BackwardParams& P) {
         for (int t = 0; t < K * K; ++t) wflip[t] = wc[K * K - 1 - t];
         const acc_t m = static_cast<acc_t>(P.mean[c]);
 
-        // Pass 1: recompute z; sum(g) and sum(g * (z - mean)). The flat
-        // conv_lane (not the direct one): pass 2 reuses its staged input.
-        conv_lane<K, S>(xd, g, f, lane, wc, xp.get(), zflat.get(), z.get());
+        // Pass 1: recompute z; sum(g) and sum(g * (z - mean)). (The flat
+        // conv_lane leaves the input staged in xp, which pass 2 reuses.)
+        conv_lane_compact<K, S>(xd, g, f, plan, lane, wc, xp.get(), zflat.get(), z.get());
         double sum_g = 0, sum_gzc = 0;
         for (int64_t n = 0; n < g.N; ++n) {
           const scalar_t* gn = gd + (n * g.C + lane.output) * plane;
@@ -438,8 +439,20 @@ void backward_kernel(const BackwardParams& P) {
           for (int64_t i = 0; i < plane; ++i) dzn[i] = a * static_cast<acc_t>(gn[i]) + b * (zn[i] - m) + d;
         }
 
-        // Pass 2, per block of planes: grad_w += corr(dz, x); grad_x = conv_transpose(dz, w).
         double gw[K * K] = {};
+#if defined(SF_CPU_HAS_AVX512)
+        // Stride 1 with AVX-512: both straight from the compact planes, in
+        // place (direct_plane.h); grad_x is the conv of dz with the flipped
+        // kernel, whose border masks are the forward's.
+        if constexpr (uses_direct_conv<S, scalar_t, acc_t>()) {
+          weight_grad_direct<K>(plan, dz.get(), xd + lane.input * in_plane, g.C * in_plane, g.N, gw);
+          for (int64_t n = 0; n < g.N; ++n)
+            conv_plane_direct<K>(plan, dz.get() + n * plane, wflip, 0.0f, gxd + (n * g.C + lane.input) * in_plane);
+          for (int t = 0; t < K * K; ++t) P.grad_w[c * KK + t] = gw[t];
+          continue;
+        }
+#endif
+        // Pass 2, per block of planes: grad_w += corr(dz, x); grad_x = conv_transpose(dz, w).
         int64_t last_nb = f.planes;
         for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
           const int64_t nb = std::min(f.planes, g.N - n0);
