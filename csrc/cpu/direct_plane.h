@@ -25,19 +25,37 @@ struct DirectPlan {
   DirectPlan(int64_t H_, int64_t W_, int64_t K_)
       : H(H_), W(W_), K(K_), pad(conv_pad(K_)), plane(H_ * W_), vectors((H_ * W_ + 15) / 16) {
     masks.assign(vectors * K * K, 0);
+    // Tap (kh, kw) is valid where row oh + kh - pad and column ow + kw - pad
+    // are inside: a row mask per kh and a column mask per kw, ANDed.
+    std::vector<__mmask16> row(K), col(K);
     for (int64_t v = 0; v < vectors; ++v) {
+      std::fill(row.begin(), row.end(), 0);
+      std::fill(col.begin(), col.end(), 0);
+      int64_t oh = 16 * v / W, ow = 16 * v % W;
       for (int64_t l = 0; l < 16 && 16 * v + l < plane; ++l) {
-        const int64_t oh = (16 * v + l) / W, ow = (16 * v + l) % W;
-        for (int64_t kh = 0; kh < K; ++kh) {
-          for (int64_t kw = 0; kw < K; ++kw) {
-            const int64_t ih = oh + kh - pad, iw = ow + kw - pad;
-            if (ih >= 0 && ih < H && iw >= 0 && iw < W) masks[v * K * K + kh * K + kw] |= static_cast<__mmask16>(1u << l);
-          }
+        for (int64_t k = 0; k < K; ++k) {
+          if (oh + k - pad >= 0 && oh + k - pad < H) row[k] |= static_cast<__mmask16>(1u << l);
+          if (ow + k - pad >= 0 && ow + k - pad < W) col[k] |= static_cast<__mmask16>(1u << l);
         }
+        if (++ow == W) ow = 0, ++oh;
       }
+      for (int64_t kh = 0; kh < K; ++kh)
+        for (int64_t kw = 0; kw < K; ++kw) masks[v * K * K + kh * K + kw] = row[kh] & col[kw];
     }
   }
 };
+
+// The plan of an H x W x K geometry, built once per calling thread: a model
+// has a handful of distinct geometries, and building the masks of a 56x56
+// plane costs about as much as convolving a few of its planes.
+inline const DirectPlan& direct_plan_for(int64_t H, int64_t W, int64_t K) {
+  thread_local std::vector<std::unique_ptr<DirectPlan>> cache;
+  for (const auto& p : cache)
+    if (p->H == H && p->W == W && p->K == K) return *p;
+  if (cache.size() >= 16) cache.clear();
+  cache.push_back(std::make_unique<DirectPlan>(H, W, K));
+  return *cache.back();
+}
 
 // `p` moved by `elements` (possibly outside the plane) without pointer
 // arithmetic past the array: only the masked loads dereference it.
@@ -117,8 +135,8 @@ inline void weight_grad_direct(const DirectPlan& p, const float* dz, const in_t*
 
 using DirectPlanOrNone = DirectPlan;
 // The plan of a stride-1 geometry (an empty one otherwise: never used).
-inline DirectPlan make_direct_plan(const ConvGeometry& g) {
-  return g.stride == 1 ? DirectPlan(g.H, g.W, g.K) : DirectPlan(0, 1, g.K);
+inline const DirectPlan& make_direct_plan(const ConvGeometry& g) {
+  return g.stride == 1 ? direct_plan_for(g.H, g.W, g.K) : direct_plan_for(0, 1, g.K);
 }
 #else
 struct DirectPlanOrNone {};

@@ -78,7 +78,7 @@ inline void clear_if_shrunk(int64_t nb, int64_t* last_nb, acc_t* buf, int64_t si
 template <typename scalar_t>
 void eval_direct_kernel(const EvalParams& P) {
   const ConvGeometry& g = P.g;
-  const DirectPlan plan(g.H, g.W, g.K);
+  const DirectPlan& plan = direct_plan_for(g.H, g.W, g.K);
   const ChannelMap map(g.C, P.groups);
   const int64_t KK = g.K * g.K, plane = g.H * g.W;
   std::vector<float> taps(g.C * KK), shift(g.C);  // per output channel
@@ -315,7 +315,7 @@ void train_kernel(const TrainParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
   const FlatStack f(g);
-  const DirectPlanOrNone plan = make_direct_plan(g);
+  const auto& plan = make_direct_plan(g);
   const ChannelMap map(g.C, P.groups);
   const std::vector<acc_t> w = weights_as<acc_t>(P.weight);
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
@@ -377,7 +377,7 @@ void backward_kernel(const BackwardParams& P) {
   const int64_t count = g.N * plane;
   const int64_t KK = g.K * g.K;
   const int64_t nblocks = f.blocks(g.N);
-  const DirectPlanOrNone plan = make_direct_plan(g);
+  const auto& plan = make_direct_plan(g);
 
   dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
     constexpr int K = decltype(k_tag)::value;
