@@ -15,6 +15,17 @@
 #error "direct_plane.h is included by csrc/cpu/kernels_*.cpp only"
 #endif
 
+// Whether a kernel of stride S on scalar_t data (accumulated in acc_t) takes
+// the in-place path of this file: AVX-512, stride 1, float/bfloat16/float16.
+template <int S, typename scalar_t, typename acc_t>
+constexpr bool uses_direct_conv() {
+#if defined(SF_CPU_HAS_AVX512)
+  return S == 1 && kRow16<scalar_t> && std::is_same<acc_t, float>::value;
+#else
+  return false;
+#endif
+}
+
 #if defined(SF_CPU_HAS_AVX512)
 
 // Lane masks of every (output vector, tap) of one plane geometry.

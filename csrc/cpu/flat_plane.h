@@ -100,6 +100,33 @@ inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n
 inline bool full_store_fits(int64_t r, int64_t rows, int64_t pitch, int64_t cols) {
   return r * pitch + 16 <= (rows - 1) * pitch + cols;
 }
+
+// dst[r, c] = src[r, c] (kAffine false) or a * src[r, c] + b (kAffine true)
+// for a rows x cols block, 16 lanes at a time. A plain move turns the
+// zero-masked lanes into zeros, so the extra lanes of a full-width store may
+// land on the gap between dst rows (callers' gaps are zero padding or dropped
+// flat outputs); an affine move would write b there, so it stores full-width
+// only where dst rows are back to back. (A template flag rather than a lambda:
+// GCC compiles lambdas without the translation unit's target pragma.)
+template <bool kAffine, typename src_t, typename dst_t>
+inline void move_rows16(const src_t* src, int64_t src_pitch, int64_t rows, int64_t cols, dst_t* dst,
+                        int64_t dst_pitch, __m512 a, __m512 b) {
+  const bool full_ok = cols <= 16 && (!kAffine || dst_pitch == cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const src_t* s = src + r * src_pitch;
+    dst_t* d = dst + r * dst_pitch;
+    if (full_ok && full_store_fits(r, rows, dst_pitch, cols)) {
+      const __m512 v = load_row16(s, first_lanes(cols));
+      store_row16(d, first_lanes(16), kAffine ? _mm512_fmadd_ps(v, a, b) : v);
+      continue;
+    }
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
+      const __m512 v = load_row16(s + c, m);
+      store_row16(d + c, m, kAffine ? _mm512_fmadd_ps(v, a, b) : v);
+    }
+  }
+}
 #endif
 
 // dst[r, c] = a * src[r, c] + b for a rows x cols block (pitches in elements).
@@ -108,20 +135,7 @@ inline void affine_block(const acc_t* __restrict src, int64_t src_pitch, int64_t
                          scalar_t* __restrict dst, int64_t dst_pitch, acc_t a, acc_t b) {
 #if defined(SF_CPU_HAS_AVX512)
   if constexpr (kRow16<scalar_t> && std::is_same<acc_t, float>::value) {
-    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
-    for (int64_t r = 0; r < rows; ++r) {
-      const acc_t* s = src + r * src_pitch;
-      scalar_t* d = dst + r * dst_pitch;
-      // Extra lanes would hold a*junk + b: only where rows are back to back.
-      if (cols <= 16 && dst_pitch == cols && full_store_fits(r, rows, dst_pitch, cols)) {
-        store_row16(d, first_lanes(16), _mm512_fmadd_ps(load_row16(s, first_lanes(cols)), va, vb));
-        continue;
-      }
-      for (int64_t c = 0; c < cols; c += 16) {
-        const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
-        store_row16(d + c, m, _mm512_fmadd_ps(load_row16(s + c, m), va, vb));
-      }
-    }
+    move_rows16<true>(src, src_pitch, rows, cols, dst, dst_pitch, _mm512_set1_ps(a), _mm512_set1_ps(b));
     return;
   }
 #endif
@@ -142,20 +156,7 @@ inline void copy_block(const src_t* __restrict src, int64_t src_pitch, int64_t r
                        dst_t* __restrict dst, int64_t dst_pitch) {
 #if defined(SF_CPU_HAS_AVX512)
   if constexpr (kRow16<src_t> && kRow16<dst_t>) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const src_t* s = src + r * src_pitch;
-      dst_t* d = dst + r * dst_pitch;
-      // The masked load zeroes the extra lanes, so the gap between rows (the
-      // zero padding of a staged plane) receives zeros.
-      if (cols <= 16 && full_store_fits(r, rows, dst_pitch, cols)) {
-        store_row16(d, first_lanes(16), load_row16(s, first_lanes(cols)));
-        continue;
-      }
-      for (int64_t c = 0; c < cols; c += 16) {
-        const __mmask16 m = first_lanes(std::min<int64_t>(16, cols - c));
-        store_row16(d + c, m, load_row16(s + c, m));
-      }
-    }
+    move_rows16<false>(src, src_pitch, rows, cols, dst, dst_pitch, _mm512_setzero_ps(), _mm512_setzero_ps());
     return;
   }
 #endif

@@ -110,7 +110,7 @@ void eval_kernel(const EvalParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
 #if defined(SF_CPU_HAS_AVX512)
-  if constexpr (kRow16<scalar_t>) {
+  if constexpr (uses_direct_conv<1, scalar_t, acc_t>()) {
     if (g.stride == 1) return eval_direct_kernel<scalar_t>(P);
   }
 #endif
@@ -285,16 +285,7 @@ double conv_lane(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, 
 }
 
 // conv_lane, but through the in-place masked-load conv where it applies
-// (AVX-512, stride 1, float-like data); `xp` is then left untouched.
-template <int S, typename scalar_t, typename acc_t>
-constexpr bool uses_direct_conv() {
-#if defined(SF_CPU_HAS_AVX512)
-  return S == 1 && kRow16<scalar_t> && std::is_same<acc_t, float>::value;
-#else
-  return false;
-#endif
-}
-
+// (uses_direct_conv); `xp` and `zflat` are then left untouched.
 template <int K, int S, typename scalar_t, typename acc_t>
 double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const DirectPlanOrNone& plan,
                          const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
@@ -330,7 +321,8 @@ void train_kernel(const TrainParams& P) {
     constexpr int K = decltype(k_tag)::value;
     constexpr int S = decltype(s_tag)::value;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
-      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size(f.planes)), z(count);
+      constexpr bool direct = uses_direct_conv<S, scalar_t, acc_t>();  // stages nothing
+      Scratch<acc_t> xp(direct ? 0 : f.buffer_size()), zflat(direct ? 0 : f.flat_size(f.planes)), z(count);
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
         const double mean =
@@ -383,7 +375,10 @@ void backward_kernel(const BackwardParams& P) {
     constexpr int K = decltype(k_tag)::value;
     constexpr int S = decltype(s_tag)::value;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
-      Scratch<acc_t> xp(f.buffer_size()), zflat(f.flat_size(f.planes)), z(count), dz(count);
+      // The in-place path (uses_direct_conv) stages nothing: no stacks for it.
+      constexpr bool direct = uses_direct_conv<S, scalar_t, acc_t>();
+      const int64_t stack = direct ? 0 : f.buffer_size();
+      Scratch<acc_t> xp(stack), zflat(direct ? 0 : f.flat_size(f.planes)), z(count), dz(count);
       // grad_input is a flat conv of a staged dz with the flipped kernel (a
       // gather: each grad_input element is written once). Stride 1: dz is
       // staged like an input stack. Stride 2: dz lives in flat-output layout
@@ -391,9 +386,9 @@ void backward_kernel(const BackwardParams& P) {
       // the staged-input grid behind a margin of (K-1)*(Wp+1) zeros, so that
       // staged position p gathers dil[p + kh*Wp + kw] = dz at p - (K-1-kh)*Wp - (K-1-kw).
       const int64_t margin = (K - 1) * (f.Wp + 1);
-      Scratch<acc_t> dzbuf(S == 1 ? f.buffer_size() : f.flat_size(f.planes));
+      Scratch<acc_t> dzbuf(S == 1 ? stack : f.flat_size(f.planes));
       Scratch<acc_t> dil(S == 1 ? 0 : margin + f.buffer_size());
-      Scratch<acc_t> gbuf(f.buffer_size());
+      Scratch<acc_t> gbuf(stack);
       acc_t wflip[K * K];
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
@@ -444,7 +439,7 @@ void backward_kernel(const BackwardParams& P) {
         // Stride 1 with AVX-512: both straight from the compact planes, in
         // place (direct_plane.h); grad_x is the conv of dz with the flipped
         // kernel, whose border masks are the forward's.
-        if constexpr (uses_direct_conv<S, scalar_t, acc_t>()) {
+        if constexpr (direct) {
           weight_grad_direct<K>(plan, dz.get(), xd + lane.input * in_plane, g.C * in_plane, g.N, gw);
           for (int64_t n = 0; n < g.N; ++n)
             conv_plane_direct<K>(plan, dz.get() + n * plane, wflip, 0.0f, gxd + (n * g.C + lane.input) * in_plane);
