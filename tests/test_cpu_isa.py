@@ -10,8 +10,17 @@ import itertools
 
 import pytest
 import torch
-from op_cases import Case, assert_low_precision_matches_float64, assert_results_close, fused_and_reference
+from op_cases import (
+    Case,
+    assert_low_precision_matches_float64,
+    assert_results_close,
+    fused_and_reference,
+    make_inputs,
+    run,
+)
 
+import shufflenet_fused as sf
+from shufflenet_fused import reference
 from shufflenet_fused._ops import ops
 
 ORDER = ["baseline", "avx2", "avx512"]
@@ -49,6 +58,17 @@ CASES += [
 # The in-place (AVX-512, stride 1) weight gradient flushes its float lanes to
 # double every 16384 // (H*W) planes: 16 planes of 33x33 flush twice.
 CASES += [Case(16, 3, 33, 33, k=3, groups=3, order="shuffle_last")]
+# AVX-512, k = 3, stride 1, 2 <= W <= 14: windows built in registers, 4 planes
+# of a channel at a time, then single planes (N = 6: one block of 4 + 2 more;
+# N = 9 in training: two blocks + 1). W = 2 and 14 are the ends of that range,
+# W = 15 the first width past it; H = 1 and 2 have no interior row.
+WINDOWED_CASES = [
+    Case(n, 6, h, w, k=3, stride=1, groups=3, order=o)
+    for n, (h, w), o in itertools.product(
+        (6, 9), [(7, 7), (14, 14), (2, 2), (1, 14), (13, 3), (2, 9), (5, 15)], ("shuffle_first", "shuffle_last")
+    )
+]
+CASES += WINDOWED_CASES
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -67,7 +87,7 @@ def test_every_isa_matches_reference(cpu_isa: str, dtype: torch.dtype) -> None:
 LOW_PRECISION_CASES = [
     Case(2, 6, h, w, k=3, stride=s, groups=3, order="shuffle_last", layout=lay)
     for (h, w), s, lay in itertools.product([(7, 7), (5, 16), (6, 33)], (1, 2), ("nchw", "channels_last"))
-]
+] + [Case(5, 6, h, w, k=3, groups=3, order="shuffle_last") for h, w in [(7, 7), (14, 14), (3, 10)]]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
@@ -82,3 +102,27 @@ def test_unknown_or_unsupported_isa_is_rejected() -> None:
     with pytest.raises(RuntimeError, match="unknown CPU ISA"):
         ops._cpu_isa("sse9")
     assert ops._cpu_isa("") in ORDER
+
+
+# A non-finite input reaches exactly the outputs whose window holds it, as in the
+# reference. The in-register windows of the AVX-512 path wrap across rows and
+# planes; the wrapped lanes are masked out of the FMA, not multiplied by zero
+# (Inf * 0 would be NaN), so an Inf in a plane's last column must not leak into
+# the next row's first column, the neighbouring plane or another batch entry.
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (9, 31)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
+def test_every_isa_keeps_non_finite_values_in_their_windows(cpu_isa: str, hw: tuple[int, int]) -> None:
+    h, w = hw
+    case = Case(6, 6, h, w, k=3, groups=3, order="shuffle_first")
+    inputs = make_inputs(case, torch.float32)
+    x = inputs["input"].clone()
+    x[1, 2, 3, w - 1] = float("inf")  # last column
+    x[2, 4, 0, 0] = float("-inf")  # first element of a plane
+    x[4, 0, h - 1, w - 1] = float("nan")  # last element of a plane
+    inputs["input"] = x
+    got = run(sf.shuffle_dwconv_bn, case, inputs, training=False, dtype=torch.float32)["output"]
+    expected = run(reference.shuffle_dwconv_bn, case, inputs, training=False, dtype=torch.float32)["output"]
+    assert got.isnan().any() and got.isinf().any()
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.isposinf(), expected.isposinf()) and torch.equal(got.isneginf(), expected.isneginf())
+    finite = expected.isfinite()
+    torch.testing.assert_close(got[finite], expected[finite], rtol=5e-5, atol=5e-5)

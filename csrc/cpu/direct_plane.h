@@ -28,13 +28,30 @@ constexpr bool uses_direct_conv() {
 
 #if defined(SF_CPU_HAS_AVX512)
 
-// Lane masks of every (output vector, tap) of one plane geometry.
+// Lane masks of every (output vector, tap) of one plane geometry, and, where
+// every tap offset (kh - pad) * W + (kw - pad) lies within +-15 elements
+// (`windowed`: K = 3 and W <= 14, ShuffleNet's 7x7 and 14x14 layers), the
+// vpermt2ps index vector of each tap: tap (kh, kw) of output vector v is then
+// a two-register permute of input vectors v-1, v (negative offsets) or v, v+1
+// (positive ones), so each input vector is loaded once instead of K*K times.
 struct DirectPlan {
   int64_t H, W, K, pad, plane, vectors;
   std::vector<__mmask16> masks;  // [v * K * K + kh * K + kw]
+  bool windowed;
+  std::vector<int32_t> window_index;  // [(kh * K + kw) * 16 + lane]
 
   DirectPlan(int64_t H_, int64_t W_, int64_t K_)
       : H(H_), W(W_), K(K_), pad(conv_pad(K_)), plane(H_ * W_), vectors((H_ * W_ + 15) / 16) {
+    // W > pad makes the sign of an offset that of kh - pad (or of kw - pad on
+    // the centre row), which the windowed kernels rely on.
+    windowed = W > pad && pad * (W + 1) <= 15;
+    if (windowed) {
+      window_index.resize(K * K * 16);
+      for (int64_t t = 0; t < K * K; ++t) {
+        const int64_t off = (t / K - pad) * W + (t % K - pad);
+        for (int64_t l = 0; l < 16; ++l) window_index[t * 16 + l] = static_cast<int32_t>(off < 0 ? l + 16 + off : l + off);
+      }
+    }
     masks.assign(vectors * K * K, 0);
     // Tap (kh, kw) is valid where row oh + kh - pad and column ow + kw - pad
     // are inside: a row mask per kh and a column mask per kw, ANDed.
@@ -104,6 +121,139 @@ inline void conv_plane_direct(const DirectPlan& p, const in_t* x, const float* w
   }
 }
 
+// ------------------------------------------------------------ windowed ----
+// Kernels for `DirectPlan::windowed` geometries. P planes that share their
+// weights (one channel, several batch entries) are processed together, so each
+// (vector, tap) lane mask and index vector is loaded once for all P. Every
+// input vector is loaded once (masked to the plane: lanes before or past it
+// read as zero) and slides through three registers: prev, cur, next.
+
+// Whether tap t of a K x K kernel reads behind the output (a negative offset).
+template <int K>
+constexpr bool tap_reads_behind(int t) {
+  return t / K < K / 2 || (t / K == K / 2 && t % K < K / 2);
+}
+
+// Tap t's 16-lane window of the input around output vector `cur`.
+template <int K>
+inline __m512 tap_window(int t, const __m512i& index, __m512 prev, __m512 cur, __m512 next) {
+  if (t == K * K / 2) return cur;
+  return tap_reads_behind<K>(t) ? _mm512_permutex2var_ps(prev, index, cur) : _mm512_permutex2var_ps(cur, index, next);
+}
+
+// Input vector v of a plane (zero outside it).
+template <typename in_t>
+inline __m512 plane_vector(const DirectPlan& p, const in_t* x, int64_t v) {
+  if (v < 0 || v >= p.vectors) return _mm512_setzero_ps();
+  return load_row16(x + 16 * v, first_lanes(std::min<int64_t>(16, p.plane - 16 * v)));
+}
+
+// y_q = shift + conv(x_q, w) for planes q < P, x_q = x + q * x_stride,
+// y_q = y + q * y_stride: conv_plane_direct for P planes at once.
+template <int K, int P, typename in_t, typename out_t>
+inline void conv_planes_windowed(const DirectPlan& p, const in_t* x, int64_t x_stride, const float* w, float shift,
+                                 out_t* y, int64_t y_stride) {
+  __m512 wv[K * K];
+  for (int t = 0; t < K * K; ++t) wv[t] = _mm512_set1_ps(w[t]);
+  __m512 prev[P], cur[P], next[P], acc[P];
+  for (int q = 0; q < P; ++q) {
+    prev[q] = _mm512_setzero_ps();
+    cur[q] = plane_vector(p, x + q * x_stride, 0);
+  }
+  for (int64_t v = 0; v < p.vectors; ++v) {
+    const __mmask16* m = p.masks.data() + v * K * K;
+    for (int q = 0; q < P; ++q) {
+      next[q] = plane_vector(p, x + q * x_stride, v + 1);
+      acc[q] = _mm512_set1_ps(shift);
+    }
+#pragma GCC unroll 49
+    for (int t = 0; t < K * K; ++t) {
+      const __mmask16 mk = m[t];
+      const __m512i index = _mm512_loadu_si512(p.window_index.data() + 16 * t);
+#pragma GCC unroll 8
+      for (int q = 0; q < P; ++q)
+        acc[q] = _mm512_mask3_fmadd_ps(tap_window<K>(t, index, prev[q], cur[q], next[q]), wv[t], acc[q], mk);
+    }
+    const __mmask16 out = first_lanes(std::min<int64_t>(16, p.plane - 16 * v));
+    for (int q = 0; q < P; ++q) {
+      store_row16(y + q * y_stride + 16 * v, out, acc[q]);
+      prev[q] = cur[q];
+      cur[q] = next[q];
+    }
+  }
+}
+
+// The weight_grad_direct sums for P planes (dz compact and consecutive, x
+// planes x_stride apart), added into the float lanes of acc[K*K].
+template <int K, int P, typename in_t>
+inline void weight_grad_windowed(const DirectPlan& p, const float* dz, const in_t* x, int64_t x_stride,
+                                 __m512* acc) {
+  __m512 prev[P], cur[P], next[P], d[P];
+  for (int q = 0; q < P; ++q) {
+    prev[q] = _mm512_setzero_ps();
+    cur[q] = plane_vector(p, x + q * x_stride, 0);
+  }
+  for (int64_t v = 0; v < p.vectors; ++v) {
+    const __mmask16* m = p.masks.data() + v * K * K;
+    for (int q = 0; q < P; ++q) {
+      next[q] = plane_vector(p, x + q * x_stride, v + 1);
+      d[q] = plane_vector(p, dz + q * p.plane, v);
+    }
+#pragma GCC unroll 49
+    for (int t = 0; t < K * K; ++t) {
+      const __mmask16 mk = m[t];
+      const __m512i index = _mm512_loadu_si512(p.window_index.data() + 16 * t);
+#pragma GCC unroll 8
+      for (int q = 0; q < P; ++q)
+        acc[t] = _mm512_mask3_fmadd_ps(tap_window<K>(t, index, prev[q], cur[q], next[q]), d[q], acc[t], mk);
+    }
+    for (int q = 0; q < P; ++q) {
+      prev[q] = cur[q];
+      cur[q] = next[q];
+    }
+  }
+}
+
+// Planes per windowed call: the P-plane kernel keeps 4 * P + K*K + 2 vectors
+// live; 4 fits AVX-512's 32 registers for K = 3.
+constexpr int64_t kWindowPlanes = 4;
+
+// conv_plane_direct of `planes` planes of one channel (x planes x_stride
+// apart, y planes y_stride apart), through the windowed kernel where the
+// geometry allows it.
+template <int K, typename in_t, typename out_t>
+inline void conv_planes_direct(const DirectPlan& p, const in_t* x, int64_t x_stride, int64_t planes, const float* w,
+                               float shift, out_t* y, int64_t y_stride) {
+  int64_t n = 0;
+  if (p.windowed) {
+    for (; n + kWindowPlanes <= planes; n += kWindowPlanes)
+      conv_planes_windowed<K, kWindowPlanes>(p, x + n * x_stride, x_stride, w, shift, y + n * y_stride, y_stride);
+    for (; n < planes; ++n) conv_planes_windowed<K, 1>(p, x + n * x_stride, x_stride, w, shift, y + n * y_stride, y_stride);
+    return;
+  }
+  for (; n < planes; ++n) conv_plane_direct<K>(p, x + n * x_stride, w, shift, y + n * y_stride);
+}
+
+// acc[kh*K + kw] += dz[j] * x[j + (kh-pad)*W + kw-pad] over the valid taps of
+// one plane, lane-wise: masked loads, one per tap.
+template <int K, typename in_t>
+inline void weight_grad_plane_masked(const DirectPlan& p, const float* dz, const in_t* x, __m512* acc) {
+  constexpr int pad = K / 2;
+  for (int64_t v = 0; v < p.vectors; ++v) {
+    const int64_t j = 16 * v;
+    const __mmask16* m = p.masks.data() + v * K * K;
+    const __m512 dv = _mm512_maskz_loadu_ps(first_lanes(std::min<int64_t>(16, p.plane - j)), dz + j);
+#pragma GCC unroll 7
+    for (int kh = 0; kh < K; ++kh) {
+#pragma GCC unroll 7
+      for (int kw = 0; kw < K; ++kw) {
+        const in_t* src = displaced(x, j + (kh - pad) * p.W + (kw - pad));
+        acc[kh * K + kw] = _mm512_fmadd_ps(load_row16(src, m[kh * K + kw]), dv, acc[kh * K + kw]);
+      }
+    }
+  }
+}
+
 // gw[kh*K + kw] += sum over `planes` planes n of sum_j dz_n[j] * x_n[j + (kh-pad)*W + kw-pad]
 // (valid taps only): the conv-weight gradient of stride-1 planes, in place.
 // dz planes are compact and consecutive; x planes are `x_stride` elements
@@ -112,28 +262,19 @@ inline void conv_plane_direct(const DirectPlan& p, const in_t* x, const float* w
 template <int K, typename in_t>
 inline void weight_grad_direct(const DirectPlan& p, const float* dz, const in_t* x, int64_t x_stride, int64_t planes,
                                double* gw) {
-  constexpr int pad = K / 2;
-  const int64_t flush = std::max<int64_t>(1, kDotBlock * 16 / p.plane);
+  // A multiple of the windowed block, so blocks never straddle a flush.
+  const int64_t flush = kWindowPlanes * std::max<int64_t>(1, kDotBlock * 16 / (kWindowPlanes * p.plane));
   __m512 acc[K * K];
   for (int64_t n0 = 0; n0 < planes; n0 += flush) {
     for (int t = 0; t < K * K; ++t) acc[t] = _mm512_setzero_ps();
-    for (int64_t n = n0; n < std::min(planes, n0 + flush); ++n) {
-      const float* d = dz + n * p.plane;
-      const in_t* xn = x + n * x_stride;
-      for (int64_t v = 0; v < p.vectors; ++v) {
-        const int64_t j = 16 * v;
-        const __mmask16* m = p.masks.data() + v * K * K;
-        const __m512 dv = _mm512_maskz_loadu_ps(first_lanes(std::min<int64_t>(16, p.plane - j)), d + j);
-#pragma GCC unroll 7
-        for (int kh = 0; kh < K; ++kh) {
-#pragma GCC unroll 7
-          for (int kw = 0; kw < K; ++kw) {
-            const in_t* src = displaced(xn, j + (kh - pad) * p.W + (kw - pad));
-            acc[kh * K + kw] = _mm512_fmadd_ps(load_row16(src, m[kh * K + kw]), dv, acc[kh * K + kw]);
-          }
-        }
-      }
+    const int64_t n1 = std::min(planes, n0 + flush);
+    int64_t n = n0;
+    if (p.windowed) {
+      for (; n + kWindowPlanes <= n1; n += kWindowPlanes)
+        weight_grad_windowed<K, kWindowPlanes>(p, dz + n * p.plane, x + n * x_stride, x_stride, acc);
+      for (; n < n1; ++n) weight_grad_windowed<K, 1>(p, dz + n * p.plane, x + n * x_stride, x_stride, acc);
     }
+    for (; n < n1; ++n) weight_grad_plane_masked<K>(p, dz + n * p.plane, x + n * x_stride, acc);
     for (int t = 0; t < K * K; ++t) {
       alignas(64) float lanes[16];
       _mm512_store_ps(lanes, acc[t]);

@@ -94,11 +94,15 @@ void eval_direct_kernel(const EvalParams& P) {
   scalar_t* yd = P.y.data_ptr<scalar_t>();
   dispatch_kernel_size(g.K, 1, [&](auto k_tag, auto) {
     constexpr int K = decltype(k_tag)::value;
-    at::parallel_for(0, g.N * g.C, grain_for(plane), [&](int64_t begin, int64_t end) {
+    // Tasks: (output channel, block of kWindowPlanes batch entries), which
+    // share their taps (the windowed kernel convolves them together).
+    const int64_t nblocks = (g.N + kWindowPlanes - 1) / kWindowPlanes;
+    const int64_t pitch = g.C * plane;  // between batch entries
+    at::parallel_for(0, g.C * nblocks, grain_for(kWindowPlanes * plane), [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / g.C, o = task % g.C;
-        conv_plane_direct<K>(plan, xd + (n * g.C + input[o]) * plane, taps.data() + o * KK, shift[o],
-                             yd + task * plane);
+        const int64_t o = task / nblocks, n0 = (task % nblocks) * kWindowPlanes;
+        conv_planes_direct<K>(plan, xd + n0 * pitch + input[o] * plane, pitch, std::min(kWindowPlanes, g.N - n0),
+                              taps.data() + o * KK, shift[o], yd + n0 * pitch + o * plane, pitch);
       }
     });
   });
@@ -292,8 +296,7 @@ double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatSt
 #if defined(SF_CPU_HAS_AVX512)
   if constexpr (uses_direct_conv<S, scalar_t, acc_t>()) {
     const int64_t plane = g.H * g.W;
-    for (int64_t n = 0; n < g.N; ++n)
-      conv_plane_direct<K>(plan, xd + (n * g.C + lane.input) * plane, w, 0.0f, zc + n * plane);
+    conv_planes_direct<K>(plan, xd + lane.input * plane, g.C * plane, g.N, w, 0.0f, zc, plane);
     return sum_flat(zc, g.N * plane);
   }
 #endif
@@ -441,8 +444,7 @@ void backward_kernel(const BackwardParams& P) {
         // kernel, whose border masks are the forward's.
         if constexpr (direct) {
           weight_grad_direct<K>(plan, dz.get(), xd + lane.input * in_plane, g.C * in_plane, g.N, gw);
-          for (int64_t n = 0; n < g.N; ++n)
-            conv_plane_direct<K>(plan, dz.get() + n * plane, wflip, 0.0f, gxd + (n * g.C + lane.input) * in_plane);
+          conv_planes_direct<K>(plan, dz.get(), plane, g.N, wflip, 0.0f, gxd + lane.input * in_plane, g.C * in_plane);
           for (int t = 0; t < K * K; ++t) P.grad_w[c * KK + t] = gw[t];
           continue;
         }
