@@ -58,14 +58,18 @@ CASES += [
 # The in-place (AVX-512, stride 1) weight gradient flushes its float lanes to
 # double every 16384 // (H*W) planes: 16 planes of 33x33 flush twice.
 CASES += [Case(16, 3, 33, 33, k=3, groups=3, order="shuffle_last")]
-# AVX-512, k = 3, stride 1, 2 <= W <= 14: windows built in registers, 4 planes
-# of a channel at a time, then single planes (N = 6: one block of 4 + 2 more;
-# N = 9 in training: two blocks + 1). W = 2 and 14 are the ends of that range,
-# W = 15 the first width past it; H = 1 and 2 have no interior row.
+# AVX-512, stride 1, every tap offset within +-15 (k = 3: 2 <= W <= 14; k = 5:
+# 3 <= W <= 6; k = 7: W = 4): windows built in registers, 4 planes of a
+# channel at a time, then single planes (N = 6: one block of 4 + 2 more; N = 9:
+# two blocks + 1). The widths include both ends of each range and the first
+# width past it; H = 1 and 2 have no interior row.
 WINDOWED_CASES = [
-    Case(n, 6, h, w, k=3, stride=1, groups=3, order=o)
-    for n, (h, w), o in itertools.product(
-        (6, 9), [(7, 7), (14, 14), (2, 2), (1, 14), (13, 3), (2, 9), (5, 15)], ("shuffle_first", "shuffle_last")
+    Case(n, 6, h, w, k=k, stride=1, groups=3, order=o)
+    for n, (k, h, w), o in itertools.product(
+        (6, 9),
+        [(3, 7, 7), (3, 14, 14), (3, 2, 2), (3, 1, 14), (3, 13, 3), (3, 2, 9), (3, 5, 15)]
+        + [(5, 4, 3), (5, 6, 6), (5, 3, 7), (5, 2, 2), (7, 4, 4), (7, 5, 3), (7, 3, 5)],
+        ("shuffle_first", "shuffle_last"),
     )
 ]
 CASES += WINDOWED_CASES
