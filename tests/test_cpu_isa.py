@@ -58,17 +58,19 @@ CASES += [
 # The in-place (AVX-512, stride 1) weight gradient flushes its float lanes to
 # double every 16384 // (H*W) planes: 16 planes of 33x33 flush twice.
 CASES += [Case(16, 3, 33, 33, k=3, groups=3, order="shuffle_last")]
-# AVX-512, stride 1, every tap offset within +-15 (k = 3: 2 <= W <= 14; k = 5:
-# 3 <= W <= 6; k = 7: W = 4): windows built in registers, 4 planes of a
-# channel at a time, then single planes (N = 6: one block of 4 + 2 more; N = 9:
-# two blocks + 1). The widths include both ends of each range and the first
-# width past it; H = 1 and 2 have no interior row.
+# AVX-512, stride 1, windows built in registers (direct_plane.h). Span 1, every
+# tap offset within +-15 (k = 3: 2 <= W <= 14; k = 5: 3 <= W <= 6; k = 7:
+# W = 4), 4 planes of a channel at a time, then single planes (N = 6: one block
+# of 4 + 2 more; N = 9: two blocks + 1); span 2 (k = 3, 18 <= W <= 30), 2 planes
+# at a time. The widths include both ends of each range and the widths just
+# past them (15, 17, 31); H = 1 and 2 have no interior row.
 WINDOWED_CASES = [
     Case(n, 6, h, w, k=k, stride=1, groups=3, order=o)
     for n, (k, h, w), o in itertools.product(
         (6, 9),
         [(3, 7, 7), (3, 14, 14), (3, 2, 2), (3, 1, 14), (3, 13, 3), (3, 2, 9), (3, 5, 15)]
-        + [(5, 4, 3), (5, 6, 6), (5, 3, 7), (5, 2, 2), (7, 4, 4), (7, 5, 3), (7, 3, 5)],
+        + [(5, 4, 3), (5, 6, 6), (5, 3, 7), (5, 2, 2), (7, 4, 4), (7, 5, 3), (7, 3, 5)]
+        + [(3, 28, 28), (3, 3, 18), (3, 2, 30), (3, 1, 31), (3, 3, 17), (5, 4, 18)],
         ("shuffle_first", "shuffle_last"),
     )
 ]
@@ -91,7 +93,7 @@ def test_every_isa_matches_reference(cpu_isa: str, dtype: torch.dtype) -> None:
 LOW_PRECISION_CASES = [
     Case(2, 6, h, w, k=3, stride=s, groups=3, order="shuffle_last", layout=lay)
     for (h, w), s, lay in itertools.product([(7, 7), (5, 16), (6, 33)], (1, 2), ("nchw", "channels_last"))
-] + [Case(5, 6, h, w, k=3, groups=3, order="shuffle_last") for h, w in [(7, 7), (14, 14), (3, 10)]]
+] + [Case(5, 6, h, w, k=3, groups=3, order="shuffle_last") for h, w in [(7, 7), (14, 14), (3, 10), (5, 28)]]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
@@ -113,7 +115,7 @@ def test_unknown_or_unsupported_isa_is_rejected() -> None:
 # planes; the wrapped lanes are masked out of the FMA, not multiplied by zero
 # (Inf * 0 would be NaN), so an Inf in a plane's last column must not leak into
 # the next row's first column, the neighbouring plane or another batch entry.
-@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (9, 31)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (9, 28), (9, 33)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
 def test_every_isa_keeps_non_finite_values_in_their_windows(cpu_isa: str, hw: tuple[int, int]) -> None:
     h, w = hw
     case = Case(6, 6, h, w, k=3, groups=3, order="shuffle_first")

@@ -28,29 +28,41 @@ constexpr bool uses_direct_conv() {
 
 #if defined(SF_CPU_HAS_AVX512)
 
-// Lane masks of every (output vector, tap) of one plane geometry, and, where
-// every tap offset (kh - pad) * W + (kw - pad) lies within +-15 elements
-// (`windowed`: K = 3 and W <= 14, ShuffleNet's 7x7 and 14x14 layers), the
-// vpermt2ps index vector of each tap: tap (kh, kw) of output vector v is then
-// a two-register permute of input vectors v-1, v (negative offsets) or v, v+1
-// (positive ones), so each input vector is loaded once instead of K*K times.
+// The input vector pair (v + q, v + q + 1) that tap t of a K x K kernel reads
+// for output vector v in a span-Q windowed kernel: rows above the centre read
+// behind (q = -Q), rows below ahead (q = Q - 1), the centre row's left taps
+// straddle v - 1 and v, its right taps v and v + 1. A compile-time constant,
+// so the kernels pick their registers statically; DirectPlan checks that a
+// geometry's offsets agree with it.
+constexpr int expected_window_q(int K, int Q, int t) {
+  return t / K < K / 2 ? -Q : t / K > K / 2 ? Q - 1 : (t % K < K / 2 ? -1 : 0);
+}
+
+// Lane masks of every (output vector, tap) of one plane geometry and, where
+// the geometry allows it, the vpermt2ps index vector of each tap (see
+// "windowed" below): tap (kh, kw) reads input offset off = (kh - pad) * W +
+// (kw - pad) from the output, i.e. lanes r .. r + 15 of input vectors
+// v + q and v + q + 1, with q = floor(off / 16) and r = off - 16 q.
 struct DirectPlan {
   int64_t H, W, K, pad, plane, vectors;
   std::vector<__mmask16> masks;  // [v * K * K + kh * K + kw]
-  bool windowed;
+  // 0: not windowed; Q: every tap's q is expected_window_q(K, Q, tap), so the
+  // windowed kernels of span Q keep input vectors v - Q .. v + Q in registers.
+  int window_span = 0;
   std::vector<int32_t> window_index;  // [(kh * K + kw) * 16 + lane]
 
   DirectPlan(int64_t H_, int64_t W_, int64_t K_)
       : H(H_), W(W_), K(K_), pad(conv_pad(K_)), plane(H_ * W_), vectors((H_ * W_ + 15) / 16) {
-    // W > pad makes the sign of an offset that of kh - pad (or of kw - pad on
-    // the centre row), which the windowed kernels rely on.
-    windowed = W > pad && pad * (W + 1) <= 15;
-    if (windowed) {
+    for (int span : {1, 2}) {
+      if (span == 2 && K != 3) break;  // span 2 exists for 3x3 only (planes 18..30 wide)
+      if (!window_fits(span)) continue;
+      window_span = span;
       window_index.resize(K * K * 16);
       for (int64_t t = 0; t < K * K; ++t) {
-        const int64_t off = (t / K - pad) * W + (t % K - pad);
-        for (int64_t l = 0; l < 16; ++l) window_index[t * 16 + l] = static_cast<int32_t>(off < 0 ? l + 16 + off : l + off);
+        const int64_t off = tap_offset(t), q = expected_window_q(static_cast<int>(K), span, static_cast<int>(t));
+        for (int64_t l = 0; l < 16; ++l) window_index[t * 16 + l] = static_cast<int32_t>(l + off - 16 * q);
       }
+      break;
     }
     masks.assign(vectors * K * K, 0);
     // Tap (kh, kw) is valid where row oh + kh - pad and column ow + kw - pad
@@ -70,6 +82,18 @@ struct DirectPlan {
       for (int64_t kh = 0; kh < K; ++kh)
         for (int64_t kw = 0; kw < K; ++kw) masks[v * K * K + kh * K + kw] = row[kh] & col[kw];
     }
+  }
+
+  int64_t tap_offset(int64_t t) const { return (t / K - pad) * W + (t % K - pad); }
+
+  // Whether every tap's input vector pair is the one span-Q kernels assume.
+  bool window_fits(int span) const {
+    for (int64_t t = 0; t < K * K; ++t) {
+      const int64_t off = tap_offset(t);
+      const int64_t q = off >= 0 ? off / 16 : -((-off + 15) / 16);  // floor(off / 16)
+      if (t != K * K / 2 && q != expected_window_q(static_cast<int>(K), span, static_cast<int>(t))) return false;
+    }
+    return true;
   }
 };
 
@@ -122,24 +146,20 @@ inline void conv_plane_direct(const DirectPlan& p, const in_t* x, const float* w
 }
 
 // ------------------------------------------------------------ windowed ----
-// Kernels for `DirectPlan::windowed` geometries. P planes that share their
-// weights (one channel, several batch entries) are processed together, so each
-// (vector, tap) lane mask and index vector is loaded once for all P. Every
-// input vector is loaded once (masked to the plane: lanes before or past it
-// read as zero) and slides through three registers: prev, cur, next.
+// Kernels for geometries with DirectPlan::window_span = Q > 0. P planes that
+// share their weights (one channel, several batch entries) are processed
+// together, so each (vector, tap) lane mask and index vector is loaded once
+// for all P. Every input vector is loaded once (masked to the plane: lanes
+// before or past it read as zero) and slides through 2Q + 1 registers
+// (vectors v - Q .. v + Q); each tap's window is one vpermt2ps of two of them.
+// Lanes whose tap falls outside the image are dropped by a masked FMA (a
+// masked-off lane keeps its accumulator: a neighbouring column's Inf cannot
+// leak in, as it would through a multiplication by zero).
 
-// Whether tap t of a K x K kernel reads behind the output (a negative offset).
-template <int K>
-constexpr bool tap_reads_behind(int t) {
-  return t / K < K / 2 || (t / K == K / 2 && t % K < K / 2);
-}
-
-// Tap t's 16-lane window of the input around output vector `cur`.
-template <int K>
-inline __m512 tap_window(int t, const __m512i& index, __m512 prev, __m512 cur, __m512 next) {
-  if (t == K * K / 2) return cur;
-  return tap_reads_behind<K>(t) ? _mm512_permutex2var_ps(prev, index, cur) : _mm512_permutex2var_ps(cur, index, next);
-}
+// Planes per windowed call: P * (2Q + 2) + K*K + 2 vectors stay live, which
+// fits AVX-512's 32 registers for K = 3 with P = 4 (Q = 1) or 2 (Q = 2).
+template <int Q>
+constexpr int kWindowPlanes = Q == 1 ? 4 : 2;
 
 // Input vector v of a plane (zero outside it).
 template <typename in_t>
@@ -148,90 +168,118 @@ inline __m512 plane_vector(const DirectPlan& p, const in_t* x, int64_t v) {
   return load_row16(x + 16 * v, first_lanes(std::min<int64_t>(16, p.plane - 16 * v)));
 }
 
-// y_q = shift + conv(x_q, w) for planes q < P, x_q = x + q * x_stride,
-// y_q = y + q * y_stride: conv_plane_direct for P planes at once.
-template <int K, int P, typename in_t, typename out_t>
+// The input vectors v - Q .. v + Q of one plane, in registers.
+template <int Q>
+struct WindowRing {
+  __m512 r[2 * Q + 1];
+
+  // Before output vector 0: vectors -Q .. Q - 1 (the last one is loaded by advance()).
+  template <typename in_t>
+  void start(const DirectPlan& p, const in_t* x) {
+    for (int i = 0; i < 2 * Q; ++i) r[i] = plane_vector(p, x, i - Q);
+  }
+  template <typename in_t>
+  void load_ahead(const DirectPlan& p, const in_t* x, int64_t v) {
+    r[2 * Q] = plane_vector(p, x, v + Q);
+  }
+  void advance() {
+    for (int i = 0; i < 2 * Q; ++i) r[i] = r[i + 1];
+  }
+  // Tap t's 16-lane window around the current output vector.
+  template <int K>
+  __m512 window(int t, const __m512i& index) const {
+    if (t == K * K / 2) return r[Q];
+    const int q = expected_window_q(K, Q, t);
+    return _mm512_permutex2var_ps(r[Q + q], index, r[Q + q + 1]);
+  }
+};
+
+// y_n = shift + conv(x_n, w) for planes n < P, x_n = x + n * x_stride,
+// y_n = y + n * y_stride: conv_plane_direct for P planes at once.
+template <int K, int Q, int P, typename in_t, typename out_t>
 inline void conv_planes_windowed(const DirectPlan& p, const in_t* x, int64_t x_stride, const float* w, float shift,
                                  out_t* y, int64_t y_stride) {
   __m512 wv[K * K];
   for (int t = 0; t < K * K; ++t) wv[t] = _mm512_set1_ps(w[t]);
-  __m512 prev[P], cur[P], next[P], acc[P];
-  for (int q = 0; q < P; ++q) {
-    prev[q] = _mm512_setzero_ps();
-    cur[q] = plane_vector(p, x + q * x_stride, 0);
-  }
+  WindowRing<Q> in[P];
+  __m512 acc[P];
+  for (int n = 0; n < P; ++n) in[n].start(p, x + n * x_stride);
   for (int64_t v = 0; v < p.vectors; ++v) {
     const __mmask16* m = p.masks.data() + v * K * K;
-    for (int q = 0; q < P; ++q) {
-      next[q] = plane_vector(p, x + q * x_stride, v + 1);
-      acc[q] = _mm512_set1_ps(shift);
+    for (int n = 0; n < P; ++n) {
+      in[n].load_ahead(p, x + n * x_stride, v);
+      acc[n] = _mm512_set1_ps(shift);
     }
 #pragma GCC unroll 49
     for (int t = 0; t < K * K; ++t) {
       const __mmask16 mk = m[t];
       const __m512i index = _mm512_loadu_si512(p.window_index.data() + 16 * t);
 #pragma GCC unroll 8
-      for (int q = 0; q < P; ++q)
-        acc[q] = _mm512_mask3_fmadd_ps(tap_window<K>(t, index, prev[q], cur[q], next[q]), wv[t], acc[q], mk);
+      for (int n = 0; n < P; ++n)
+        acc[n] = _mm512_mask3_fmadd_ps(in[n].template window<K>(t, index), wv[t], acc[n], mk);
     }
     const __mmask16 out = first_lanes(std::min<int64_t>(16, p.plane - 16 * v));
-    for (int q = 0; q < P; ++q) {
-      store_row16(y + q * y_stride + 16 * v, out, acc[q]);
-      prev[q] = cur[q];
-      cur[q] = next[q];
+    for (int n = 0; n < P; ++n) {
+      store_row16(y + n * y_stride + 16 * v, out, acc[n]);
+      in[n].advance();
     }
   }
 }
 
 // The weight_grad_direct sums for P planes (dz compact and consecutive, x
 // planes x_stride apart), added into the float lanes of acc[K*K].
-template <int K, int P, typename in_t>
+template <int K, int Q, int P, typename in_t>
 inline void weight_grad_windowed(const DirectPlan& p, const float* dz, const in_t* x, int64_t x_stride,
                                  __m512* acc) {
-  __m512 prev[P], cur[P], next[P], d[P];
-  for (int q = 0; q < P; ++q) {
-    prev[q] = _mm512_setzero_ps();
-    cur[q] = plane_vector(p, x + q * x_stride, 0);
-  }
+  WindowRing<Q> in[P];
+  __m512 d[P];
+  for (int n = 0; n < P; ++n) in[n].start(p, x + n * x_stride);
   for (int64_t v = 0; v < p.vectors; ++v) {
     const __mmask16* m = p.masks.data() + v * K * K;
-    for (int q = 0; q < P; ++q) {
-      next[q] = plane_vector(p, x + q * x_stride, v + 1);
-      d[q] = plane_vector(p, dz + q * p.plane, v);
+    for (int n = 0; n < P; ++n) {
+      in[n].load_ahead(p, x + n * x_stride, v);
+      d[n] = plane_vector(p, dz + n * p.plane, v);
     }
 #pragma GCC unroll 49
     for (int t = 0; t < K * K; ++t) {
       const __mmask16 mk = m[t];
       const __m512i index = _mm512_loadu_si512(p.window_index.data() + 16 * t);
 #pragma GCC unroll 8
-      for (int q = 0; q < P; ++q)
-        acc[t] = _mm512_mask3_fmadd_ps(tap_window<K>(t, index, prev[q], cur[q], next[q]), d[q], acc[t], mk);
+      for (int n = 0; n < P; ++n)
+        acc[t] = _mm512_mask3_fmadd_ps(in[n].template window<K>(t, index), d[n], acc[t], mk);
     }
-    for (int q = 0; q < P; ++q) {
-      prev[q] = cur[q];
-      cur[q] = next[q];
-    }
+    for (int n = 0; n < P; ++n) in[n].advance();
   }
 }
 
-// Planes per windowed call: the P-plane kernel keeps 4 * P + K*K + 2 vectors
-// live; 4 fits AVX-512's 32 registers for K = 3.
-constexpr int64_t kWindowPlanes = 4;
+// Calls body(n0, nb, kernel_tag) over `planes` planes in the blocks a windowed
+// kernel of span Q takes: full blocks of kWindowPlanes<Q>, then single planes.
+template <int Q, typename Body>
+inline void for_window_blocks(int64_t planes, const Body& body) {
+  constexpr int P = kWindowPlanes<Q>;
+  int64_t n = 0;
+  for (; n + P <= planes; n += P) body(n, std::integral_constant<int, P>());
+  for (; n < planes; ++n) body(n, std::integral_constant<int, 1>());
+}
 
 // conv_plane_direct of `planes` planes of one channel (x planes x_stride
-// apart, y planes y_stride apart), through the windowed kernel where the
+// apart, y planes y_stride apart), through the windowed kernels where the
 // geometry allows it.
 template <int K, typename in_t, typename out_t>
 inline void conv_planes_direct(const DirectPlan& p, const in_t* x, int64_t x_stride, int64_t planes, const float* w,
                                float shift, out_t* y, int64_t y_stride) {
-  int64_t n = 0;
-  if (p.windowed) {
-    for (; n + kWindowPlanes <= planes; n += kWindowPlanes)
-      conv_planes_windowed<K, kWindowPlanes>(p, x + n * x_stride, x_stride, w, shift, y + n * y_stride, y_stride);
-    for (; n < planes; ++n) conv_planes_windowed<K, 1>(p, x + n * x_stride, x_stride, w, shift, y + n * y_stride, y_stride);
-    return;
+  auto windowed = [&](auto q_tag) {
+    constexpr int Q = decltype(q_tag)::value;
+    for_window_blocks<Q>(planes, [&](int64_t n, auto p_tag) {
+      conv_planes_windowed<K, Q, decltype(p_tag)::value>(p, x + n * x_stride, x_stride, w, shift, y + n * y_stride,
+                                                          y_stride);
+    });
+  };
+  if (p.window_span == 1) return windowed(std::integral_constant<int, 1>());
+  if constexpr (K == 3) {
+    if (p.window_span == 2) return windowed(std::integral_constant<int, 2>());
   }
-  for (; n < planes; ++n) conv_plane_direct<K>(p, x + n * x_stride, w, shift, y + n * y_stride);
+  for (int64_t n = 0; n < planes; ++n) conv_plane_direct<K>(p, x + n * x_stride, w, shift, y + n * y_stride);
 }
 
 // acc[kh*K + kw] += dz[j] * x[j + (kh-pad)*W + kw-pad] over the valid taps of
@@ -262,19 +310,28 @@ inline void weight_grad_plane_masked(const DirectPlan& p, const float* dz, const
 template <int K, typename in_t>
 inline void weight_grad_direct(const DirectPlan& p, const float* dz, const in_t* x, int64_t x_stride, int64_t planes,
                                double* gw) {
-  // A multiple of the windowed block, so blocks never straddle a flush.
-  const int64_t flush = kWindowPlanes * std::max<int64_t>(1, kDotBlock * 16 / (kWindowPlanes * p.plane));
+  // A multiple of every windowed block, so blocks never straddle a flush.
+  constexpr int64_t kBlock = 4;
+  static_assert(kBlock % kWindowPlanes<1> == 0 && kBlock % kWindowPlanes<2> == 0, "flush blocks");
+  const int64_t flush = kBlock * std::max<int64_t>(1, kDotBlock * 16 / (kBlock * p.plane));
   __m512 acc[K * K];
   for (int64_t n0 = 0; n0 < planes; n0 += flush) {
     for (int t = 0; t < K * K; ++t) acc[t] = _mm512_setzero_ps();
     const int64_t n1 = std::min(planes, n0 + flush);
-    int64_t n = n0;
-    if (p.windowed) {
-      for (; n + kWindowPlanes <= n1; n += kWindowPlanes)
-        weight_grad_windowed<K, kWindowPlanes>(p, dz + n * p.plane, x + n * x_stride, x_stride, acc);
-      for (; n < n1; ++n) weight_grad_windowed<K, 1>(p, dz + n * p.plane, x + n * x_stride, x_stride, acc);
+    auto windowed = [&](auto q_tag) {
+      constexpr int Q = decltype(q_tag)::value;
+      for_window_blocks<Q>(n1 - n0, [&](int64_t n, auto p_tag) {
+        weight_grad_windowed<K, Q, decltype(p_tag)::value>(p, dz + (n0 + n) * p.plane, x + (n0 + n) * x_stride,
+                                                            x_stride, acc);
+      });
+    };
+    if (p.window_span == 1) {
+      windowed(std::integral_constant<int, 1>());
+    } else if (K == 3 && p.window_span == 2) {
+      if constexpr (K == 3) windowed(std::integral_constant<int, 2>());
+    } else {
+      for (int64_t n = n0; n < n1; ++n) weight_grad_plane_masked<K>(p, dz + n * p.plane, x + n * x_stride, acc);
     }
-    for (; n < n1; ++n) weight_grad_plane_masked<K>(p, dz + n * p.plane, x + n * x_stride, acc);
     for (int t = 0; t < K * K; ++t) {
       alignas(64) float lanes[16];
       _mm512_store_ps(lanes, acc[t]);

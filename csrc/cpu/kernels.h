@@ -94,14 +94,15 @@ void eval_direct_kernel(const EvalParams& P) {
   scalar_t* yd = P.y.data_ptr<scalar_t>();
   dispatch_kernel_size(g.K, 1, [&](auto k_tag, auto) {
     constexpr int K = decltype(k_tag)::value;
-    // Tasks: (output channel, block of kWindowPlanes batch entries), which
-    // share their taps (the windowed kernel convolves them together).
-    const int64_t nblocks = (g.N + kWindowPlanes - 1) / kWindowPlanes;
+    // Tasks: (output channel, block of kBlock batch entries), which share
+    // their taps (the windowed kernels convolve them together).
+    constexpr int64_t kBlock = 4;
+    const int64_t nblocks = (g.N + kBlock - 1) / kBlock;
     const int64_t pitch = g.C * plane;  // between batch entries
-    at::parallel_for(0, g.C * nblocks, grain_for(kWindowPlanes * plane), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, g.C * nblocks, grain_for(kBlock * plane), [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t o = task / nblocks, n0 = (task % nblocks) * kWindowPlanes;
-        conv_planes_direct<K>(plan, xd + n0 * pitch + input[o] * plane, pitch, std::min(kWindowPlanes, g.N - n0),
+        const int64_t o = task / nblocks, n0 = (task % nblocks) * kBlock;
+        conv_planes_direct<K>(plan, xd + n0 * pitch + input[o] * plane, pitch, std::min(kBlock, g.N - n0),
                               taps.data() + o * KK, shift[o], yd + n0 * pitch + o * plane, pitch);
       }
     });
