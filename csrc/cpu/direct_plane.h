@@ -151,7 +151,8 @@ inline void conv_plane_direct(const DirectPlan& p, const in_t* x, const float* w
 // together, so each (vector, tap) lane mask and index vector is loaded once
 // for all P. Every input vector is loaded once (masked to the plane: lanes
 // before or past it read as zero) and slides through 2Q + 1 registers
-// (vectors v - Q .. v + Q); each tap's window is one vpermt2ps of two of them.
+// (vectors v - Q .. v + Q); each tap's window is one two-register shuffle of
+// them (vpermt2ps, or valignd where W is a compile-time constant).
 // Lanes whose tap falls outside the image are dropped by a masked FMA (a
 // masked-off lane keeps its accumulator: a neighbouring column's Inf cannot
 // leak in, as it would through a multiplication by zero).
@@ -185,23 +186,88 @@ struct WindowRing {
   void advance() {
     for (int i = 0; i < 2 * Q; ++i) r[i] = r[i + 1];
   }
-  // Tap t's 16-lane window around the current output vector.
-  template <int K>
-  __m512 window(int t, const __m512i& index) const {
-    if (t == K * K / 2) return r[Q];
-    const int q = expected_window_q(K, Q, t);
-    return _mm512_permutex2var_ps(r[Q + q], index, r[Q + q + 1]);
+};
+
+// How tap T's 16-lane window around the current output vector is cut from a
+// WindowRing. `prepare` gives what all P planes' windows of a tap share.
+//
+// Any width the plan accepts: vpermt2ps with the plan's index vectors.
+template <int Q_>
+struct PermuteWindows {
+  static constexpr int Q = Q_;
+  const int32_t* index;  // DirectPlan::window_index
+
+  template <int K, int T>
+  __m512i prepare() const {
+    if constexpr (T == K * K / 2) return _mm512_setzero_si512();  // the centre tap needs no permute
+    return _mm512_loadu_si512(index + 16 * T);
+  }
+  template <int K, int T>
+  __m512 window(const WindowRing<Q>& in, const __m512i& ix) const {
+    if constexpr (T == K * K / 2) return in.r[Q];
+    constexpr int q = expected_window_q(K, Q, T);
+    return _mm512_permutex2var_ps(in.r[Q + q], ix, in.r[Q + q + 1]);
   }
 };
 
+// A width known at compile time: valignd with an immediate shift, which
+// (unlike vpermt2ps) neither loads an index nor overwrites a source.
+template <int Q_, int W>
+struct AlignWindows {
+  static constexpr int Q = Q_;
+  struct Nothing {};
+
+  template <int K, int T>
+  Nothing prepare() const {
+    return {};
+  }
+  template <int K, int T>
+  __m512 window(const WindowRing<Q>& in, Nothing) const {
+    constexpr int off = (T / K - K / 2) * W + (T % K - K / 2);
+    constexpr int q = off >= 0 ? off / 16 : -((15 - off) / 16);  // floor(off / 16)
+    constexpr int r = off - 16 * q;
+    static_assert(q >= -Q && (r == 0 ? q <= Q : q < Q), "tap outside the window span");
+    if constexpr (r == 0) return in.r[Q + q];
+    // (maskz form with all lanes: GCC 12's unmasked one warns in its own header.)
+    return _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(0xFFFF, _mm512_castps_si512(in.r[Q + q + 1]),
+                                                         _mm512_castps_si512(in.r[Q + q]), r));
+  }
+};
+
+// Calls f(std::integral_constant<int, T>()) for T = 0 .. N-1, so each tap's
+// window code is resolved at compile time.
+template <typename F, int... T>
+inline void for_each_tap_of(const F& f, std::integer_sequence<int, T...>) {
+  (f(std::integral_constant<int, T>()), ...);
+}
+template <int N, typename F>
+inline void for_each_tap(const F& f) {
+  for_each_tap_of(f, std::make_integer_sequence<int, N>());
+}
+
+// Calls body(windows) with the window policy for the plan and returns true,
+// or returns false where the plan is not windowed. The network's 3x3 widths
+// (7, 14, 28 at ShuffleNet's 224 input) get the compile-time policy.
+template <int K, typename Body>
+inline bool with_windows(const DirectPlan& p, const Body& body) {
+  if constexpr (K == 3) {
+    if (p.window_span == 1 && p.W == 7) return body(AlignWindows<1, 7>()), true;
+    if (p.window_span == 1 && p.W == 14) return body(AlignWindows<1, 14>()), true;
+    if (p.window_span == 2 && p.W == 28) return body(AlignWindows<2, 28>()), true;
+    if (p.window_span == 2) return body(PermuteWindows<2>{p.window_index.data()}), true;
+  }
+  if (p.window_span == 1) return body(PermuteWindows<1>{p.window_index.data()}), true;
+  return false;
+}
+
 // y_n = shift + conv(x_n, w) for planes n < P, x_n = x + n * x_stride,
 // y_n = y + n * y_stride: conv_plane_direct for P planes at once.
-template <int K, int Q, int P, typename in_t, typename out_t>
-inline void conv_planes_windowed(const DirectPlan& p, const in_t* x, int64_t x_stride, const float* w, float shift,
-                                 out_t* y, int64_t y_stride) {
+template <int K, int P, typename Windows, typename in_t, typename out_t>
+inline void conv_planes_windowed(const DirectPlan& p, const Windows& win, const in_t* x, int64_t x_stride,
+                                 const float* w, float shift, out_t* y, int64_t y_stride) {
   __m512 wv[K * K];
   for (int t = 0; t < K * K; ++t) wv[t] = _mm512_set1_ps(w[t]);
-  WindowRing<Q> in[P];
+  WindowRing<Windows::Q> in[P];
   __m512 acc[P];
   for (int n = 0; n < P; ++n) in[n].start(p, x + n * x_stride);
   for (int64_t v = 0; v < p.vectors; ++v) {
@@ -210,14 +276,14 @@ inline void conv_planes_windowed(const DirectPlan& p, const in_t* x, int64_t x_s
       in[n].load_ahead(p, x + n * x_stride, v);
       acc[n] = _mm512_set1_ps(shift);
     }
-#pragma GCC unroll 49
-    for (int t = 0; t < K * K; ++t) {
+    for_each_tap<K * K>([&](auto tap) {
+      constexpr int t = decltype(tap)::value;
       const __mmask16 mk = m[t];
-      const __m512i index = _mm512_loadu_si512(p.window_index.data() + 16 * t);
+      const auto shared = win.template prepare<K, t>();
 #pragma GCC unroll 8
       for (int n = 0; n < P; ++n)
-        acc[n] = _mm512_mask3_fmadd_ps(in[n].template window<K>(t, index), wv[t], acc[n], mk);
-    }
+        acc[n] = _mm512_mask3_fmadd_ps(win.template window<K, t>(in[n], shared), wv[t], acc[n], mk);
+    });
     const __mmask16 out = first_lanes(std::min<int64_t>(16, p.plane - 16 * v));
     for (int n = 0; n < P; ++n) {
       store_row16(y + n * y_stride + 16 * v, out, acc[n]);
@@ -228,10 +294,10 @@ inline void conv_planes_windowed(const DirectPlan& p, const in_t* x, int64_t x_s
 
 // The weight_grad_direct sums for P planes (dz compact and consecutive, x
 // planes x_stride apart), added into the float lanes of acc[K*K].
-template <int K, int Q, int P, typename in_t>
-inline void weight_grad_windowed(const DirectPlan& p, const float* dz, const in_t* x, int64_t x_stride,
-                                 __m512* acc) {
-  WindowRing<Q> in[P];
+template <int K, int P, typename Windows, typename in_t>
+inline void weight_grad_windowed(const DirectPlan& p, const Windows& win, const float* dz, const in_t* x,
+                                 int64_t x_stride, __m512* acc) {
+  WindowRing<Windows::Q> in[P];
   __m512 d[P];
   for (int n = 0; n < P; ++n) in[n].start(p, x + n * x_stride);
   for (int64_t v = 0; v < p.vectors; ++v) {
@@ -240,14 +306,14 @@ inline void weight_grad_windowed(const DirectPlan& p, const float* dz, const in_
       in[n].load_ahead(p, x + n * x_stride, v);
       d[n] = plane_vector(p, dz + n * p.plane, v);
     }
-#pragma GCC unroll 49
-    for (int t = 0; t < K * K; ++t) {
+    for_each_tap<K * K>([&](auto tap) {
+      constexpr int t = decltype(tap)::value;
       const __mmask16 mk = m[t];
-      const __m512i index = _mm512_loadu_si512(p.window_index.data() + 16 * t);
+      const auto shared = win.template prepare<K, t>();
 #pragma GCC unroll 8
       for (int n = 0; n < P; ++n)
-        acc[t] = _mm512_mask3_fmadd_ps(in[n].template window<K>(t, index), d[n], acc[t], mk);
-    }
+        acc[t] = _mm512_mask3_fmadd_ps(win.template window<K, t>(in[n], shared), d[n], acc[t], mk);
+    });
     for (int n = 0; n < P; ++n) in[n].advance();
   }
 }
@@ -268,17 +334,14 @@ inline void for_window_blocks(int64_t planes, const Body& body) {
 template <int K, typename in_t, typename out_t>
 inline void conv_planes_direct(const DirectPlan& p, const in_t* x, int64_t x_stride, int64_t planes, const float* w,
                                float shift, out_t* y, int64_t y_stride) {
-  auto windowed = [&](auto q_tag) {
-    constexpr int Q = decltype(q_tag)::value;
-    for_window_blocks<Q>(planes, [&](int64_t n, auto p_tag) {
-      conv_planes_windowed<K, Q, decltype(p_tag)::value>(p, x + n * x_stride, x_stride, w, shift, y + n * y_stride,
-                                                          y_stride);
+  const bool windowed = with_windows<K>(p, [&](const auto& win) {
+    using Windows = std::decay_t<decltype(win)>;
+    for_window_blocks<Windows::Q>(planes, [&](int64_t n, auto p_tag) {
+      conv_planes_windowed<K, decltype(p_tag)::value>(p, win, x + n * x_stride, x_stride, w, shift,
+                                                      y + n * y_stride, y_stride);
     });
-  };
-  if (p.window_span == 1) return windowed(std::integral_constant<int, 1>());
-  if constexpr (K == 3) {
-    if (p.window_span == 2) return windowed(std::integral_constant<int, 2>());
-  }
+  });
+  if (windowed) return;
   for (int64_t n = 0; n < planes; ++n) conv_plane_direct<K>(p, x + n * x_stride, w, shift, y + n * y_stride);
 }
 
@@ -318,20 +381,15 @@ inline void weight_grad_direct(const DirectPlan& p, const float* dz, const in_t*
   for (int64_t n0 = 0; n0 < planes; n0 += flush) {
     for (int t = 0; t < K * K; ++t) acc[t] = _mm512_setzero_ps();
     const int64_t n1 = std::min(planes, n0 + flush);
-    auto windowed = [&](auto q_tag) {
-      constexpr int Q = decltype(q_tag)::value;
-      for_window_blocks<Q>(n1 - n0, [&](int64_t n, auto p_tag) {
-        weight_grad_windowed<K, Q, decltype(p_tag)::value>(p, dz + (n0 + n) * p.plane, x + (n0 + n) * x_stride,
-                                                            x_stride, acc);
+    const bool windowed = with_windows<K>(p, [&](const auto& win) {
+      using Windows = std::decay_t<decltype(win)>;
+      for_window_blocks<Windows::Q>(n1 - n0, [&](int64_t n, auto p_tag) {
+        weight_grad_windowed<K, decltype(p_tag)::value>(p, win, dz + (n0 + n) * p.plane, x + (n0 + n) * x_stride,
+                                                        x_stride, acc);
       });
-    };
-    if (p.window_span == 1) {
-      windowed(std::integral_constant<int, 1>());
-    } else if (K == 3 && p.window_span == 2) {
-      if constexpr (K == 3) windowed(std::integral_constant<int, 2>());
-    } else {
+    });
+    if (!windowed)
       for (int64_t n = n0; n < n1; ++n) weight_grad_plane_masked<K>(p, dz + n * p.plane, x + n * x_stride, acc);
-    }
     for (int t = 0; t < K * K; ++t) {
       alignas(64) float lanes[16];
       _mm512_store_ps(lanes, acc[t]);
