@@ -55,6 +55,16 @@ CASES += [
         (6, 24, 51), [(1, 1), (5, 9), (7, 7)], (3, 7), (1, 2), ("shuffle_first", "shuffle_last"), (3, 1)
     )
 ] + [Case(1, 51, 4, 6, groups=51, layout="channels_last")]
+# channels_last 3x3 on AVX-512: blocks of 4 output pixels between the border
+# pixels (W = 20 fits several blocks at stride 1 and 2), and the shuffle as
+# per-16-lane permutes (C = 40 and 240: groups that scatter a chunk's sources
+# over 3 to 6 blocks; 40 = 2 * 16 + 8 ends on an overlapping chunk).
+CASES += [
+    Case(2, c, h, w, k=3, stride=s, groups=gr, order=o, layout="channels_last")
+    for (c, gr), (h, w), s, o in itertools.product(
+        [(40, 5), (40, 8), (240, 80), (240, 3)], [(3, 20), (6, 13)], (1, 2), ("shuffle_first", "shuffle_last")
+    )
+]
 # The in-place (AVX-512, stride 1) weight gradient flushes its float lanes to
 # double every 16384 // (H*W) planes: 16 planes of 33x33 flush twice.
 CASES += [Case(16, 3, 33, 33, k=3, groups=3, order="shuffle_last")]

@@ -17,6 +17,7 @@
 
 #include "flat_plane.h"
 #include "direct_plane.h"
+#include "channels_last_rows.h"
 
 // Below this many output elements per task, threads cost more than they save.
 constexpr int64_t kMinElementsPerTask = 16384;
@@ -232,6 +233,31 @@ void eval_channels_last_kernel(const EvalParams& P) {
   }
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
+
+#if defined(SF_CPU_HAS_AVX512)
+  // 3x3 with AVX-512: register-blocked rows and in-register shuffle
+  // (channels_last_rows.h). Tasks: output rows (n, oh).
+  if constexpr (kRow16<scalar_t>) {
+    if (K == 3) {
+      const ClPermutePlan permute(src, C);
+      at::parallel_for(0, g.N * g.Ho, grain_for(g.Wo * C), [&](int64_t begin, int64_t end) {
+        Scratch<float> z(g.Wo * C + 16);  // + 16: the permutes read whole 16-lane blocks
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / g.Ho, oh = task % g.Ho;
+          const scalar_t* xn = xd + n * g.H * g.W * C;
+          if (g.stride == 1) {
+            cl_row_k3<1>(xn, g.H, g.W, C, oh, g.Wo, wt.data(), shift.data(), z.get());
+          } else {
+            cl_row_k3<2>(xn, g.H, g.W, C, oh, g.Wo, wt.data(), shift.data(), z.get());
+          }
+          scalar_t* yr = yd + (n * g.Ho + oh) * g.Wo * C;
+          for (int64_t ow = 0; ow < g.Wo; ++ow) permute.apply(z.get() + ow * C, C, yr + ow * C);
+        }
+      });
+      return;
+    }
+  }
+#endif
 
   // Tasks: output rows (n, oh).
   at::parallel_for(0, g.N * g.Ho, grain_for(g.Wo * C), [&](int64_t begin, int64_t end) {
