@@ -3,7 +3,8 @@
 // choice of the per-ISA kernel (kernels_*.cpp, chosen by cpu_isa.cpp).
 //
 // The eval op has a native channels_last kernel; the training ops compute
-// channels_last inputs through one NCHW copy (a native kernel is future work).
+// channels_last inputs through NCHW copies (in_format; a native kernel is
+// future work).
 // Other strided inputs go through an NCHW copy. Outputs keep the input's
 // memory format (output_memory_format).
 #include <ATen/ATen.h>
@@ -44,6 +45,19 @@ void run_for_isa(const Params& p, Baseline baseline_fn, Avx2 avx2_fn, Avx512 avx
 #else
 #define SF_ISA_FNS(fn) &baseline::fn, &baseline::fn, &baseline::fn
 #endif
+
+// `t` in memory format `format`. float32 NCHW <-> channels_last goes through
+// the ISA's tiled transpose (relayout), several times faster here than
+// Tensor::contiguous; anything else through contiguous().
+at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format) {
+  if (t.is_contiguous(format)) return t;
+  const bool swap = t.dim() == 4 && t.scalar_type() == at::kFloat &&
+                    (t.is_contiguous() || t.is_contiguous(at::MemoryFormat::ChannelsLast));
+  if (!swap) return t.contiguous(format);
+  at::Tensor out = at::empty(t.sizes(), t.options().memory_format(format));
+  run_for_isa(RelayoutParams{t, out}, SF_ISA_FNS(relayout));
+  return out;
+}
 
 at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& running_mean, const at::Tensor& running_var,
@@ -91,7 +105,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
 
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
-  const at::Tensor x = input.contiguous();
+  const at::Tensor x = in_format(input, at::MemoryFormat::Contiguous);
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
   const auto stat_options = x.options().dtype(stat_dtype(x.scalar_type()));
   at::Tensor mean = at::empty({g.C}, stat_options);
@@ -99,7 +113,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
   const std::vector<double> w = read_values(weight);
   const TrainParams p{x, w, gamma, beta, g, groups, eps, shuffle_last, y, mean, invstd};
   run_for_isa(p, SF_ISA_FNS(train));
-  return {y.contiguous(output_memory_format(input)), mean, invstd};
+  return {in_format(y, output_memory_format(input)), mean, invstd};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cpu(
@@ -114,8 +128,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> mean_v = read_values_or(mean, g.C, 0.0);
   const std::vector<double> invstd_v = read_values_or(invstd, g.C, 1.0);
-  const at::Tensor x = input.contiguous();
-  const at::Tensor go = grad_output.contiguous();
+  const at::Tensor x = in_format(input, at::MemoryFormat::Contiguous);
+  const at::Tensor go = in_format(grad_output, at::MemoryFormat::Contiguous);
   at::Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
   std::vector<double> grad_w(g.C * g.K * g.K, 0.0), grad_gamma(g.C, 0.0), grad_beta(g.C, 0.0);
   if (g.N * g.Ho * g.Wo > 0) {
@@ -127,7 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
     grad_x.zero_();
   }
   const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
-  return {grad_x.contiguous(output_memory_format(input)),
+  return {in_format(grad_x, output_memory_format(input)),
           values_to_tensor(grad_w, {g.C, 1, g.K, g.K}, weight.scalar_type()),
           values_to_tensor(grad_gamma, {g.C}, bn_dtype), values_to_tensor(grad_beta, {g.C}, bn_dtype)};
 }

@@ -53,6 +53,13 @@ struct BackwardParams {
   std::vector<double>& grad_beta;   // (C)
 };
 
+// dst = src in the other memory format (NCHW <-> channels_last, float32):
+// per batch entry, a C x HW matrix transposed.
+struct RelayoutParams {
+  const at::Tensor& src;  // NCHW- or NHWC-contiguous, 4-D, float32
+  at::Tensor& dst;        // same sizes, the other of the two formats
+};
+
 // One set of kernels per instruction set; see kernels_*.cpp and cpu_isa.h.
 #define SHUFFLENET_FUSED_DECLARE_ISA(isa)   \
   namespace isa {                           \
@@ -60,6 +67,7 @@ struct BackwardParams {
   void eval_channels_last(const EvalParams& p); \
   void train(const TrainParams& p);         \
   void backward(const BackwardParams& p);   \
+  void relayout(const RelayoutParams& p);   \
   }
 
 SHUFFLENET_FUSED_DECLARE_ISA(baseline)

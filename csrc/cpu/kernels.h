@@ -18,6 +18,7 @@
 #include "flat_plane.h"
 #include "direct_plane.h"
 #include "channels_last_rows.h"
+#include "transpose_tiles.h"
 
 // Below this many output elements per task, threads cost more than they save.
 constexpr int64_t kMinElementsPerTask = 16384;
@@ -519,6 +520,34 @@ void backward_kernel(const BackwardParams& P) {
         for (int t = 0; t < K * K; ++t) P.grad_w[c * KK + t] = gw[t];
       }
     });
+  });
+}
+
+// ------------------------------------------------------------ relayout ----
+
+void relayout(const RelayoutParams& p) {
+  const int64_t N = p.src.size(0), C = p.src.size(1), HW = p.src.size(2) * p.src.size(3);
+  // NCHW -> NHWC transposes each batch entry's C x HW matrix; NHWC -> NCHW its HW x C one.
+  const bool to_channels_last = p.src.is_contiguous();
+  const int64_t rows = to_channels_last ? C : HW, cols = to_channels_last ? HW : C;
+  const float* a = p.src.data_ptr<float>();
+  float* b = p.dst.data_ptr<float>();
+  // Tasks: (batch entry, band of 16 pixels), all channels: the NHWC side (a
+  // pixel's C values, rarely a multiple of 16 floats) is then read or
+  // written whole by one task, never a cache line split between tasks.
+  const int64_t bands = (HW + 15) / 16;
+  at::parallel_for(0, N * bands, grain_for(16 * C), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / bands, pixel0 = (task % bands) * 16, pixels = std::min<int64_t>(16, HW - pixel0);
+      for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const int64_t channels = std::min<int64_t>(16, C - c0);
+        if (to_channels_last) {
+          transpose_tile(a + n * rows * cols, rows, cols, c0, pixel0, channels, pixels, b + n * rows * cols);
+        } else {
+          transpose_tile(a + n * rows * cols, rows, cols, pixel0, c0, pixels, channels, b + n * rows * cols);
+        }
+      }
+    }
   });
 }
 

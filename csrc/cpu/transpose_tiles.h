@@ -1,0 +1,69 @@
+// Matrix transposes in 16 x 16 tiles, for NCHW <-> channels_last copies
+// (at::Tensor::contiguous moves these layouts at ~14 GB/s on the development
+// machine: five such copies per channels_last training step cost more than
+// the fused kernels themselves).
+//
+// Included by kernels.h inside the per-ISA namespace (see flat_plane.h).
+
+#ifndef SF_CPU_ISA
+#error "transpose_tiles.h is included by csrc/cpu/kernels_*.cpp only"
+#endif
+
+#if defined(SF_CPU_HAS_AVX512)
+// All-lane maskz forms: GCC 12's unmasked intrinsics start from an undefined
+// vector and warn (-Wmaybe-uninitialized) in its own headers.
+inline __m512 unpack_lo32(__m512 a, __m512 b) { return _mm512_maskz_unpacklo_ps(0xFFFF, a, b); }
+inline __m512 unpack_hi32(__m512 a, __m512 b) { return _mm512_maskz_unpackhi_ps(0xFFFF, a, b); }
+inline __m512 unpack_lo64(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, _mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+inline __m512 unpack_hi64(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, _mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+// 128-bit lanes (a.0, a.2, b.0, b.2) / (a.1, a.3, b.1, b.3).
+inline __m512 even_lanes128(__m512 a, __m512 b) { return _mm512_maskz_shuffle_f32x4(0xFFFF, a, b, 0x88); }
+inline __m512 odd_lanes128(__m512 a, __m512 b) { return _mm512_maskz_shuffle_f32x4(0xFFFF, a, b, 0xDD); }
+#endif
+
+// b[j * rows + i] = a[i * cols + j] for the tile i0 <= i < i0 + ri, j0 <= j < j0 + cj
+// (ri, cj <= 16).
+inline void transpose_tile(const float* a, int64_t rows, int64_t cols, int64_t i0, int64_t j0, int64_t ri, int64_t cj,
+                           float* b) {
+#if defined(SF_CPU_HAS_AVX512)
+  // Rows past ri load as zeros and columns past cj are never stored.
+  __m512 r[16];
+  const __mmask16 cm = first_lanes(cj);
+  for (int i = 0; i < 16; ++i)
+    r[i] = i < ri ? _mm512_maskz_loadu_ps(cm, a + (i0 + i) * cols + j0) : _mm512_setzero_ps();
+  // Pairs of rows interleaved (32-bit), then pairs of pairs (64-bit): each
+  // 128-bit lane of u[4q + k] then holds column k, k + 4, k + 8 or k + 12
+  // (one per lane) of rows 4q .. 4q + 3.
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = unpack_lo32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = unpack_hi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    u[4 * q + 0] = unpack_lo64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 1] = unpack_hi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 2] = unpack_lo64(t[4 * q + 1], t[4 * q + 3]);
+    u[4 * q + 3] = unpack_hi64(t[4 * q + 1], t[4 * q + 3]);
+  }
+  // Output row (column of a) k + 4m gathers 128-bit lane m of u[k], u[4 + k],
+  // u[8 + k], u[12 + k].
+  const __mmask16 rm = first_lanes(ri);
+  for (int k = 0; k < 4; ++k) {
+    const __m512 even0 = even_lanes128(u[k], u[4 + k]), even1 = even_lanes128(u[8 + k], u[12 + k]);
+    const __m512 odd0 = odd_lanes128(u[k], u[4 + k]), odd1 = odd_lanes128(u[8 + k], u[12 + k]);
+    const __m512 col[4] = {even_lanes128(even0, even1), even_lanes128(odd0, odd1), odd_lanes128(even0, even1),
+                           odd_lanes128(odd0, odd1)};
+    for (int m = 0; m < 4; ++m) {
+      const int j = k + 4 * m;
+      if (j < cj) _mm512_mask_storeu_ps(b + (j0 + j) * rows + i0, rm, col[m]);
+    }
+  }
+#else
+  for (int64_t j = 0; j < cj; ++j)
+    for (int64_t i = 0; i < ri; ++i) b[(j0 + j) * rows + i0 + i] = a[(i0 + i) * cols + j0 + j];
+#endif
+}
