@@ -6,7 +6,14 @@ import itertools
 
 import pytest
 import torch
-from op_cases import Case, assert_low_precision_matches_float64, assert_results_close, fused_and_reference, make_inputs
+from op_cases import (
+    Case,
+    assert_low_precision_matches_float64,
+    assert_results_close,
+    fused_and_reference,
+    make_inputs,
+    run,
+)
 
 import shufflenet_fused as sf
 
@@ -107,6 +114,23 @@ def test_output_memory_format_follows_input(layout: str, training: bool) -> None
     assert y.is_contiguous(memory_format=fmt)
     y.backward(inputs["grad"])
     assert x.grad.is_contiguous(memory_format=fmt)
+
+
+# float32 channels_last training stages its NCHW copies in per-thread buffers
+# that the next call reuses: no returned tensor may be (or alias) one of them.
+# (5, 9) is a plain shape; (2, 2) at stride 2 has a 1x1 output, whose NCHW and
+# channels_last layouts are the same bytes.
+@pytest.mark.parametrize("hw, stride", [((5, 9), 1), ((2, 2), 2)], ids=["5x9", "2x2-s2"])
+def test_channels_last_training_results_survive_the_next_call(hw: tuple[int, int], stride: int) -> None:
+    case = Case(3, 6, *hw, stride=stride, groups=3, layout="channels_last")
+    first, expected = fused_and_reference(case, torch.float32, training=True)
+    kept = {k: v.clone() for k, v in first.items() if v is not None}
+    other = Case(3, 6, *hw, stride=stride, groups=2, order="shuffle_last", layout="channels_last")
+    inputs = make_inputs(other, torch.float32, seed=1)
+    run(sf.shuffle_dwconv_bn, other, inputs, training=True, dtype=torch.float32)  # reuses the buffers
+    for key, value in kept.items():
+        assert torch.equal(first[key], value), key
+    assert_results_close(first, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_batch_eval() -> None:
