@@ -55,7 +55,15 @@ inline void cl_pixels_k3(const scalar_t* xn, int64_t H, int64_t W, int64_t C, in
     const scalar_t* row = xn + (ih * W + iw0) * C + c;
     if constexpr (Interior) {
       __m512 in[NI];
-      for (int i = 0; i < NI; ++i) in[i] = load_row16(row + i * C, m);
+      if constexpr (std::is_same<scalar_t, float>::value) {
+        if (m == 0xFFFF) {
+          for (int i = 0; i < NI; ++i) in[i] = _mm512_loadu_ps(row + i * C);
+        } else {
+          for (int i = 0; i < NI; ++i) in[i] = load_row16(row + i * C, m);
+        }
+      } else {
+        for (int i = 0; i < NI; ++i) in[i] = load_row16(row + i * C, m);
+      }
       for (int j = 0; j < NS; ++j)
         for (int kw = 0; kw < K; ++kw) acc[j] = _mm512_fmadd_ps(in[j * S + kw], wv[kh * K + kw], acc[j]);
     } else {
@@ -122,18 +130,35 @@ struct ClPermutePlan {
     });
   }
 
-  // One pixel: z has C elements (and may be read up to the next multiple of 16).
+  // A row of `pixels` pixels of C channels (z may be read up to 16 elements
+  // past its end). Four pixels at a time, so each part's index vector and
+  // mask are loaded once for four independent merge chains.
   template <typename scalar_t>
-  void apply(const float* z, int64_t C, scalar_t* y) const {
+  void apply_row(const float* z, int64_t pixels, int64_t C, scalar_t* y) const {
     int64_t k = 0;
     for_each_channel_chunk(C, [&](int64_t c, __mmask16 m) {
-      __m512 out = _mm512_setzero_ps();
-      for (int64_t i = chunk_parts[k]; i < chunk_parts[k + 1]; ++i) {
-        const Part& part = parts[i];
-        const __m512i idx = _mm512_loadu_si512(indices.data() + part.index);
-        out = _mm512_mask_permutexvar_ps(out, part.lanes, idx, _mm512_loadu_ps(z + 16 * part.block));
+      const int64_t p0 = chunk_parts[k], p1 = chunk_parts[k + 1];
+      int64_t px = 0;
+      for (; px + 4 <= pixels; px += 4) {
+        __m512 out[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t i = p0; i < p1; ++i) {
+          const Part& part = parts[i];
+          const __m512i idx = _mm512_loadu_si512(indices.data() + part.index);
+          const float* zb = z + px * C + 16 * part.block;
+          for (int j = 0; j < 4; ++j)
+            out[j] = _mm512_mask_permutexvar_ps(out[j], part.lanes, idx, _mm512_loadu_ps(zb + j * C));
+        }
+        for (int j = 0; j < 4; ++j) store_row16(y + (px + j) * C + c, m, out[j]);
       }
-      store_row16(y + c, m, out);
+      for (; px < pixels; ++px) {
+        __m512 out = _mm512_setzero_ps();
+        for (int64_t i = p0; i < p1; ++i) {
+          const Part& part = parts[i];
+          const __m512i idx = _mm512_loadu_si512(indices.data() + part.index);
+          out = _mm512_mask_permutexvar_ps(out, part.lanes, idx, _mm512_loadu_ps(z + px * C + 16 * part.block));
+        }
+        store_row16(y + px * C + c, m, out);
+      }
       ++k;
     });
   }

@@ -252,7 +252,7 @@ void eval_channels_last_kernel(const EvalParams& P) {
             cl_row_k3<2>(xn, g.H, g.W, C, oh, g.Wo, wt.data(), shift.data(), z.get());
           }
           scalar_t* yr = yd + (n * g.Ho + oh) * g.Wo * C;
-          for (int64_t ow = 0; ow < g.Wo; ++ow) permute.apply(z.get() + ow * C, C, yr + ow * C);
+          permute.apply_row(z.get(), g.Wo, C, yr);
         }
       });
       return;
