@@ -84,6 +84,13 @@ WINDOWED_CASES = [
         ("shuffle_first", "shuffle_last"),
     )
 ]
+# Eval with fewer than 4 batch entries groups 4 output channels (each with its
+# own taps) per windowed block instead: C = 9 is two blocks and a single
+# plane, C = 5 one block and one, at span 1 and 2.
+WINDOWED_CASES += [
+    Case(n, c, h, w, k=3, stride=1, groups=g, order="shuffle_last")
+    for n, c, g, (h, w) in [(1, 9, 3, (7, 7)), (3, 5, 5, (14, 14)), (1, 9, 9, (28, 28)), (2, 9, 3, (5, 13))]
+]
 CASES += WINDOWED_CASES
 
 

@@ -260,33 +260,73 @@ inline bool with_windows(const DirectPlan& p, const Body& body) {
   return false;
 }
 
-// y_n = shift + conv(x_n, w) for planes n < P, x_n = x + n * x_stride,
-// y_n = y + n * y_stride: conv_plane_direct for P planes at once.
-template <int K, int P, typename Windows, typename in_t, typename out_t>
-inline void conv_planes_windowed(const DirectPlan& p, const Windows& win, const in_t* x, int64_t x_stride,
-                                 const float* w, float shift, out_t* y, int64_t y_stride) {
+// Where the P planes of a windowed block are: `base + n * stride` (one
+// channel, several batch entries), or a list of pointers (several channels).
+template <typename T>
+struct StridedPlanes {
+  T* base;
+  int64_t stride;
+  T* operator[](int n) const { return base + n * stride; }
+};
+template <typename T>
+struct PlaneList {
+  T* const* planes;
+  T* operator[](int n) const { return planes[n]; }
+};
+
+// Their taps and shifts: shared by all P planes (held in registers), or one
+// set per plane (broadcast from memory at each use).
+struct SharedTaps {
+  const float* w;
+  float shift;
+};
+struct PlaneTaps {
+  const float* const* w;
+  const float* shift;
+};
+
+// y[n] = shift + conv(x[n], w) for planes n < P: conv_plane_direct for P
+// planes at once. (x, taps and y by value: as locals they stay in registers;
+// behind a reference they would be reloaded after every vector store, which
+// may alias anything.)
+template <int K, int P, typename Windows, typename XPlanes, typename YPlanes, typename Taps>
+inline void conv_planes_windowed(const DirectPlan& p, const Windows& win, const XPlanes x, const Taps taps,
+                                 const YPlanes y) {
+  constexpr bool kShared = std::is_same<Taps, SharedTaps>::value;
   __m512 wv[K * K];
-  for (int t = 0; t < K * K; ++t) wv[t] = _mm512_set1_ps(w[t]);
+  if constexpr (kShared)
+    for (int t = 0; t < K * K; ++t) wv[t] = _mm512_set1_ps(taps.w[t]);
   WindowRing<Windows::Q> in[P];
   __m512 acc[P];
-  for (int n = 0; n < P; ++n) in[n].start(p, x + n * x_stride);
+  for (int n = 0; n < P; ++n) in[n].start(p, x[n]);
   for (int64_t v = 0; v < p.vectors; ++v) {
     const __mmask16* m = p.masks.data() + v * K * K;
     for (int n = 0; n < P; ++n) {
-      in[n].load_ahead(p, x + n * x_stride, v);
-      acc[n] = _mm512_set1_ps(shift);
+      in[n].load_ahead(p, x[n], v);
+      if constexpr (kShared) {
+        acc[n] = _mm512_set1_ps(taps.shift);
+      } else {
+        acc[n] = _mm512_set1_ps(taps.shift[n]);
+      }
     }
     for_each_tap<K * K>([&](auto tap) {
       constexpr int t = decltype(tap)::value;
       const __mmask16 mk = m[t];
       const auto shared = win.template prepare<K, t>();
 #pragma GCC unroll 8
-      for (int n = 0; n < P; ++n)
-        acc[n] = _mm512_mask3_fmadd_ps(win.template window<K, t>(in[n], shared), wv[t], acc[n], mk);
+      for (int n = 0; n < P; ++n) {
+        __m512 wt;
+        if constexpr (kShared) {
+          wt = wv[t];
+        } else {
+          wt = _mm512_set1_ps(taps.w[n][t]);
+        }
+        acc[n] = _mm512_mask3_fmadd_ps(win.template window<K, t>(in[n], shared), wt, acc[n], mk);
+      }
     });
     const __mmask16 out = first_lanes(std::min<int64_t>(16, p.plane - 16 * v));
     for (int n = 0; n < P; ++n) {
-      store_row16(y + n * y_stride + 16 * v, out, acc[n]);
+      store_row16(y[n] + 16 * v, out, acc[n]);
       in[n].advance();
     }
   }
@@ -336,13 +376,31 @@ inline void conv_planes_direct(const DirectPlan& p, const in_t* x, int64_t x_str
                                float shift, out_t* y, int64_t y_stride) {
   const bool windowed = with_windows<K>(p, [&](const auto& win) {
     using Windows = std::decay_t<decltype(win)>;
-    for_window_blocks<Windows::Q>(planes, [&](int64_t n, auto p_tag) {
-      conv_planes_windowed<K, decltype(p_tag)::value>(p, win, x + n * x_stride, x_stride, w, shift,
-                                                      y + n * y_stride, y_stride);
+    for_window_blocks<Windows::Q>(planes, [&](int64_t n0, auto p_tag) {
+      conv_planes_windowed<K, decltype(p_tag)::value>(p, win, StridedPlanes<const in_t>{x + n0 * x_stride, x_stride},
+                                                      SharedTaps{w, shift},
+                                                      StridedPlanes<out_t>{y + n0 * y_stride, y_stride});
     });
   });
   if (windowed) return;
   for (int64_t n = 0; n < planes; ++n) conv_plane_direct<K>(p, x + n * x_stride, w, shift, y + n * y_stride);
+}
+
+// conv_plane_direct of `planes` planes with their own taps: plane n reads
+// x[n], writes y[n], with taps w[n] and shift[n] (several channels of one
+// batch entry; at batch 1 the only way to fill a windowed block).
+template <int K, typename in_t, typename out_t>
+inline void conv_channels_direct(const DirectPlan& p, const in_t* const* x, const float* const* w,
+                                 const float* shift, out_t* const* y, int64_t planes) {
+  const bool windowed = with_windows<K>(p, [&](const auto& win) {
+    using Windows = std::decay_t<decltype(win)>;
+    for_window_blocks<Windows::Q>(planes, [&](int64_t n0, auto p_tag) {
+      conv_planes_windowed<K, decltype(p_tag)::value>(p, win, PlaneList<const in_t>{x + n0},
+                                                      PlaneTaps{w + n0, shift + n0}, PlaneList<out_t>{y + n0});
+    });
+  });
+  if (windowed) return;
+  for (int64_t n = 0; n < planes; ++n) conv_plane_direct<K>(p, x[n], w[n], shift[n], y[n]);
 }
 
 // acc[kh*K + kw] += dz[j] * x[j + (kh-pad)*W + kw-pad] over the valid taps of

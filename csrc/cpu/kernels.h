@@ -103,6 +103,26 @@ void eval_direct_kernel(const EvalParams& P) {
     constexpr int64_t kBlock = 4;
     const int64_t nblocks = (g.N + kBlock - 1) / kBlock;
     const int64_t pitch = g.C * plane;  // between batch entries
+    if (g.N < kBlock) {
+      // Too few batch entries to fill a block: tasks are (batch entry, block
+      // of kBlock output channels), each plane with its own taps.
+      const int64_t cblocks = (g.C + kBlock - 1) / kBlock;
+      at::parallel_for(0, g.N * cblocks, grain_for(kBlock * plane), [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / cblocks, o0 = (task % cblocks) * kBlock, count = std::min(kBlock, g.C - o0);
+          const scalar_t* xs[kBlock];
+          const float* ws[kBlock];
+          scalar_t* ys[kBlock];
+          for (int64_t i = 0; i < count; ++i) {
+            xs[i] = xd + n * pitch + input[o0 + i] * plane;
+            ws[i] = taps.data() + (o0 + i) * KK;
+            ys[i] = yd + n * pitch + (o0 + i) * plane;
+          }
+          conv_channels_direct<K>(plan, xs, ws, shift.data() + o0, ys, count);
+        }
+      });
+      return;
+    }
     at::parallel_for(0, g.C * nblocks, grain_for(kBlock * plane), [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t o = task % g.C, n0 = (task / g.C) * kBlock;
