@@ -92,6 +92,12 @@ WINDOWED_CASES += [
     for n, c, g, (h, w) in [(1, 9, 3, (7, 7)), (3, 5, 5, (14, 14)), (1, 9, 9, (28, 28)), (2, 9, 3, (5, 13))]
 ]
 CASES += WINDOWED_CASES
+# Stride-2 3x3 rows (AVX-512): 16-pixel output chunks, the second one partial
+# (W = 50) or full (W = 64), odd heights.
+CASES += [
+    Case(2, 6, h, w, k=3, stride=2, groups=3, order=o)
+    for (h, w), o in itertools.product([(5, 64), (7, 50), (3, 2)], ("shuffle_first", "shuffle_last"))
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

@@ -18,6 +18,7 @@
 #include "flat_plane.h"
 #include "direct_plane.h"
 #include "channels_last_rows.h"
+#include "stride2_rows.h"
 #include "transpose_tiles.h"
 
 // Below this many output elements per task, threads cost more than they save.
@@ -134,6 +135,35 @@ void eval_direct_kernel(const EvalParams& P) {
 }
 #endif
 
+#if defined(SF_CPU_HAS_AVX512)
+// Stride-2 3x3 eval with AVX-512: each output plane by rows (stride2_rows.h),
+// BN folded into the taps; tasks are output planes, batch-major.
+template <typename scalar_t>
+void eval_stride2_k3_kernel(const EvalParams& P) {
+  const ConvGeometry& g = P.g;
+  const ChannelMap map(g.C, P.groups);
+  std::vector<float> taps(g.C * 9), shift(g.C);  // per output channel
+  std::vector<int64_t> input(g.C);
+  for (int64_t o = 0; o < g.C; ++o) {
+    const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
+    for (int64_t t = 0; t < 9; ++t)
+      taps[o * 9 + t] = static_cast<float>(P.weight[lane.param * 9 + t] * P.scale[lane.param]);
+    shift[o] = static_cast<float>(P.shift[lane.param]);
+    input[o] = lane.input;
+  }
+  const scalar_t* xd = P.x.data_ptr<scalar_t>();
+  scalar_t* yd = P.y.data_ptr<scalar_t>();
+  const int64_t in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+  at::parallel_for(0, g.N * g.C, grain_for(out_plane), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / g.C, o = task % g.C;
+      conv_plane_s2_k3(xd + (n * g.C + input[o]) * in_plane, g.H, g.W, taps.data() + o * 9, shift[o],
+                       yd + task * out_plane);
+    }
+  });
+}
+#endif
+
 template <typename scalar_t>
 void eval_kernel(const EvalParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -141,6 +171,7 @@ void eval_kernel(const EvalParams& P) {
 #if defined(SF_CPU_HAS_AVX512)
   if constexpr (uses_direct_conv<1, scalar_t, acc_t>()) {
     if (g.stride == 1) return eval_direct_kernel<scalar_t>(P);
+    if (g.K == 3) return eval_stride2_k3_kernel<scalar_t>(P);
   }
 #endif
   const FlatStack f(g);
@@ -354,6 +385,23 @@ double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatSt
   return conv_lane<K, S>(xd, g, f, lane, w, xp, zflat, zc);
 }
 
+// conv_lane_compact for the training forward, which (unlike the backward's
+// recompute, whose pass 2 reuses the staged stack) needs nothing staged: 3x3
+// stride-2 planes with AVX-512 go through the row kernel of stride2_rows.h.
+template <int K, int S, typename scalar_t, typename acc_t>
+double conv_lane_forward(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const DirectPlanOrNone& plan,
+                         const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
+#if defined(SF_CPU_HAS_AVX512)
+  if constexpr (S == 2 && K == 3 && uses_direct_conv<1, scalar_t, acc_t>()) {
+    const int64_t in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+    for (int64_t n = 0; n < g.N; ++n)
+      conv_plane_s2_k3(xd + (n * g.C + lane.input) * in_plane, g.H, g.W, w, 0.0f, zc + n * out_plane);
+    return sum_flat(zc, g.N * out_plane);
+  }
+#endif
+  return conv_lane_compact<K, S>(xd, g, f, plan, lane, w, xp, zflat, zc);
+}
+
 template <typename scalar_t>
 void train_kernel(const TrainParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -379,7 +427,7 @@ void train_kernel(const TrainParams& P) {
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
         const double mean =
-            conv_lane_compact<K, S>(xd, g, f, plan, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) /
+            conv_lane_forward<K, S>(xd, g, f, plan, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) /
             count;
         // Second pass for the variance: the sum of squared deviations does
         // not cancel the way E[z^2] - E[z]^2 does.
