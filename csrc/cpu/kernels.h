@@ -385,9 +385,9 @@ double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatSt
   return conv_lane<K, S>(xd, g, f, lane, w, xp, zflat, zc);
 }
 
-// conv_lane_compact for the training forward, which (unlike the backward's
-// recompute, whose pass 2 reuses the staged stack) needs nothing staged: 3x3
-// stride-2 planes with AVX-512 go through the row kernel of stride2_rows.h.
+// conv_lane_compact, with 3x3 stride-2 planes on AVX-512 through the row
+// kernel of stride2_rows.h, which stages nothing (the backward's pass 2 then
+// stages its input itself).
 template <int K, int S, typename scalar_t, typename acc_t>
 double conv_lane_forward(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const DirectPlanOrNone& plan,
                          const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
@@ -478,6 +478,7 @@ void backward_kernel(const BackwardParams& P) {
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
       // The in-place path (uses_direct_conv) stages nothing: no stacks for it.
       constexpr bool direct = uses_direct_conv<S, scalar_t, acc_t>();
+      constexpr bool recompute_by_rows = S == 2 && K == 3 && uses_direct_conv<1, scalar_t, acc_t>();
       const int64_t stack = direct ? 0 : f.buffer_size();
       Scratch<acc_t> xp(stack), zflat(direct ? 0 : f.flat_size(f.planes)), z(count), dz(count);
       // grad_input is a flat conv of a staged dz with the flipped kernel (a
@@ -498,8 +499,9 @@ void backward_kernel(const BackwardParams& P) {
         const acc_t m = static_cast<acc_t>(P.mean[c]);
 
         // Pass 1: recompute z; sum(g) and sum(g * (z - mean)). (The flat
-        // conv_lane leaves the input staged in xp, which pass 2 reuses.)
-        conv_lane_compact<K, S>(xd, g, f, plan, lane, wc, xp.get(), zflat.get(), z.get());
+        // conv_lane leaves the input staged in xp, which pass 2 reuses; the
+        // stride-2 rows of conv_lane_forward stage nothing.)
+        conv_lane_forward<K, S>(xd, g, f, plan, lane, wc, xp.get(), zflat.get(), z.get());
         double sum_g = 0, sum_gzc = 0;
         for (int64_t n = 0; n < g.N; ++n) {
           const scalar_t* gn = gd + (n * g.C + lane.output) * plane;
@@ -551,8 +553,9 @@ void backward_kernel(const BackwardParams& P) {
         int64_t last_nb = f.planes;
         for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
           const int64_t nb = std::min(f.planes, g.N - n0);
-          // With one block per channel, conv_lane left exactly these planes staged in xp.
-          if (nblocks > 1) {
+          // With one block per channel, conv_lane left exactly these planes
+          // staged in xp (unless pass 1 ran by rows).
+          if (nblocks > 1 || recompute_by_rows) {
             clear_if_shrunk(nb, &last_nb, xp.get(), f.buffer_size());
             stage_planes(xd, g, f, lane.input, n0, nb, xp.get());
           }
