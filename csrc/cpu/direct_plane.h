@@ -34,6 +34,10 @@ constexpr bool uses_direct_conv() {
 // straddle v - 1 and v, its right taps v and v + 1. A compile-time constant,
 // so the kernels pick their registers statically; DirectPlan checks that a
 // geometry's offsets agree with it.
+// floor(off / 16): the input vector, relative to the output vector, that a
+// tap offset starts in.
+constexpr int64_t vector_of_offset(int64_t off) { return off >= 0 ? off / 16 : -((15 - off) / 16); }
+
 constexpr int expected_window_q(int K, int Q, int t) {
   return t / K < K / 2 ? -Q : t / K > K / 2 ? Q - 1 : (t % K < K / 2 ? -1 : 0);
 }
@@ -90,7 +94,7 @@ struct DirectPlan {
   bool window_fits(int span) const {
     for (int64_t t = 0; t < K * K; ++t) {
       const int64_t off = tap_offset(t);
-      const int64_t q = off >= 0 ? off / 16 : -((-off + 15) / 16);  // floor(off / 16)
+      const int64_t q = vector_of_offset(off);
       if (t != K * K / 2 && q != expected_window_q(static_cast<int>(K), span, static_cast<int>(t))) return false;
     }
     return true;
@@ -224,7 +228,7 @@ struct AlignWindows {
   template <int K, int T>
   __m512 window(const WindowRing<Q>& in, Nothing) const {
     constexpr int off = (T / K - K / 2) * W + (T % K - K / 2);
-    constexpr int q = off >= 0 ? off / 16 : -((15 - off) / 16);  // floor(off / 16)
+    constexpr int q = static_cast<int>(vector_of_offset(off));
     constexpr int r = off - 16 * q;
     static_assert(q >= -Q && (r == 0 ? q <= Q : q < Q), "tap outside the window span");
     if constexpr (r == 0) return in.r[Q + q];
@@ -358,8 +362,9 @@ inline void weight_grad_windowed(const DirectPlan& p, const Windows& win, const 
   }
 }
 
-// Calls body(n0, nb, kernel_tag) over `planes` planes in the blocks a windowed
-// kernel of span Q takes: full blocks of kWindowPlanes<Q>, then single planes.
+// Calls body(n0, planes_tag) over `planes` planes in the blocks a windowed
+// kernel of span Q takes: full blocks of kWindowPlanes<Q>, then single planes
+// (planes_tag: std::integral_constant holding the block's plane count).
 template <int Q, typename Body>
 inline void for_window_blocks(int64_t planes, const Body& body) {
   constexpr int P = kWindowPlanes<Q>;

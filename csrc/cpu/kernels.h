@@ -76,23 +76,37 @@ inline void clear_if_shrunk(int64_t nb, int64_t* last_nb, acc_t* buf, int64_t si
 // ---------------------------------------------------------------- eval ----
 
 #if defined(SF_CPU_HAS_AVX512)
-// Stride-1 eval with AVX-512: each output plane convolved in place
-// (direct_plane.h), BN folded into the taps; tasks are output planes (n, o).
+// Per output channel o: the conv taps with BN folded in (taps[o*K*K + t]),
+// the BN shift, and the input channel it reads (the shuffle), for the eval
+// kernels that walk output planes.
+struct FoldedTaps {
+  std::vector<float> taps, shift;
+  std::vector<int64_t> input;
+
+  explicit FoldedTaps(const EvalParams& P) : taps(P.g.C * P.g.K * P.g.K), shift(P.g.C), input(P.g.C) {
+    const ChannelMap map(P.g.C, P.groups);
+    const int64_t KK = P.g.K * P.g.K;
+    for (int64_t o = 0; o < P.g.C; ++o) {
+      const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
+      for (int64_t t = 0; t < KK; ++t)
+        taps[o * KK + t] = static_cast<float>(P.weight[lane.param * KK + t] * P.scale[lane.param]);
+      shift[o] = static_cast<float>(P.shift[lane.param]);
+      input[o] = lane.input;
+    }
+  }
+};
+
+// Stride-1 eval with AVX-512: output planes convolved in place, several per
+// windowed block (direct_plane.h), BN folded into the taps.
 template <typename scalar_t>
 void eval_direct_kernel(const EvalParams& P) {
   const ConvGeometry& g = P.g;
   const DirectPlan& plan = direct_plan_for(g.H, g.W, g.K);
-  const ChannelMap map(g.C, P.groups);
   const int64_t KK = g.K * g.K, plane = g.H * g.W;
-  std::vector<float> taps(g.C * KK), shift(g.C);  // per output channel
-  std::vector<int64_t> input(g.C);
-  for (int64_t o = 0; o < g.C; ++o) {
-    const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
-    for (int64_t t = 0; t < KK; ++t)
-      taps[o * KK + t] = static_cast<float>(P.weight[lane.param * KK + t] * P.scale[lane.param]);
-    shift[o] = static_cast<float>(P.shift[lane.param]);
-    input[o] = lane.input;
-  }
+  const FoldedTaps folded(P);
+  const std::vector<float>& taps = folded.taps;
+  const std::vector<float>& shift = folded.shift;
+  const std::vector<int64_t>& input = folded.input;
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
   dispatch_kernel_size(g.K, 1, [&](auto k_tag, auto) {
@@ -141,24 +155,15 @@ void eval_direct_kernel(const EvalParams& P) {
 template <typename scalar_t>
 void eval_stride2_k3_kernel(const EvalParams& P) {
   const ConvGeometry& g = P.g;
-  const ChannelMap map(g.C, P.groups);
-  std::vector<float> taps(g.C * 9), shift(g.C);  // per output channel
-  std::vector<int64_t> input(g.C);
-  for (int64_t o = 0; o < g.C; ++o) {
-    const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
-    for (int64_t t = 0; t < 9; ++t)
-      taps[o * 9 + t] = static_cast<float>(P.weight[lane.param * 9 + t] * P.scale[lane.param]);
-    shift[o] = static_cast<float>(P.shift[lane.param]);
-    input[o] = lane.input;
-  }
+  const FoldedTaps folded(P);
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
   const int64_t in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
   at::parallel_for(0, g.N * g.C, grain_for(out_plane), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / g.C, o = task % g.C;
-      conv_plane_s2_k3(xd + (n * g.C + input[o]) * in_plane, g.H, g.W, taps.data() + o * 9, shift[o],
-                       yd + task * out_plane);
+      conv_plane_s2_k3(xd + (n * g.C + folded.input[o]) * in_plane, g.H, g.W, folded.taps.data() + o * 9,
+                       folded.shift[o], yd + task * out_plane);
     }
   });
 }
@@ -369,8 +374,9 @@ double conv_lane(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, 
   return sum_flat(zc, g.N * plane);
 }
 
-// conv_lane, but through the in-place masked-load conv where it applies
-// (uses_direct_conv); `xp` and `zflat` are then left untouched.
+// conv_lane, but, with AVX-512, through the in-place masked-load conv
+// (stride 1, uses_direct_conv) or the stride-2 3x3 rows (uses_stride2_rows),
+// which stage nothing: `xp` and `zflat` are then left untouched.
 template <int K, int S, typename scalar_t, typename acc_t>
 double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const DirectPlanOrNone& plan,
                          const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
@@ -380,26 +386,15 @@ double conv_lane_compact(const scalar_t* xd, const ConvGeometry& g, const FlatSt
     conv_planes_direct<K>(plan, xd + lane.input * plane, g.C * plane, g.N, w, 0.0f, zc, plane);
     return sum_flat(zc, g.N * plane);
   }
-#endif
-  (void)plan;
-  return conv_lane<K, S>(xd, g, f, lane, w, xp, zflat, zc);
-}
-
-// conv_lane_compact, with 3x3 stride-2 planes on AVX-512 through the row
-// kernel of stride2_rows.h, which stages nothing (the backward's pass 2 then
-// stages its input itself).
-template <int K, int S, typename scalar_t, typename acc_t>
-double conv_lane_forward(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const DirectPlanOrNone& plan,
-                         const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
-#if defined(SF_CPU_HAS_AVX512)
-  if constexpr (S == 2 && K == 3 && uses_direct_conv<1, scalar_t, acc_t>()) {
+  if constexpr (uses_stride2_rows<K, S, scalar_t, acc_t>()) {
     const int64_t in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
     for (int64_t n = 0; n < g.N; ++n)
       conv_plane_s2_k3(xd + (n * g.C + lane.input) * in_plane, g.H, g.W, w, 0.0f, zc + n * out_plane);
     return sum_flat(zc, g.N * out_plane);
   }
 #endif
-  return conv_lane_compact<K, S>(xd, g, f, plan, lane, w, xp, zflat, zc);
+  (void)plan;
+  return conv_lane<K, S>(xd, g, f, lane, w, xp, zflat, zc);
 }
 
 template <typename scalar_t>
@@ -427,7 +422,7 @@ void train_kernel(const TrainParams& P) {
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = lane_for_param(map, c, P.shuffle_last);
         const double mean =
-            conv_lane_forward<K, S>(xd, g, f, plan, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) /
+            conv_lane_compact<K, S>(xd, g, f, plan, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get()) /
             count;
         // Second pass for the variance: the sum of squared deviations does
         // not cancel the way E[z^2] - E[z]^2 does.
@@ -478,7 +473,7 @@ void backward_kernel(const BackwardParams& P) {
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
       // The in-place path (uses_direct_conv) stages nothing: no stacks for it.
       constexpr bool direct = uses_direct_conv<S, scalar_t, acc_t>();
-      constexpr bool recompute_by_rows = S == 2 && K == 3 && uses_direct_conv<1, scalar_t, acc_t>();
+      constexpr bool recompute_by_rows = uses_stride2_rows<K, S, scalar_t, acc_t>();
       const int64_t stack = direct ? 0 : f.buffer_size();
       Scratch<acc_t> xp(stack), zflat(direct ? 0 : f.flat_size(f.planes)), z(count), dz(count);
       // grad_input is a flat conv of a staged dz with the flipped kernel (a
@@ -500,8 +495,8 @@ void backward_kernel(const BackwardParams& P) {
 
         // Pass 1: recompute z; sum(g) and sum(g * (z - mean)). (The flat
         // conv_lane leaves the input staged in xp, which pass 2 reuses; the
-        // stride-2 rows of conv_lane_forward stage nothing.)
-        conv_lane_forward<K, S>(xd, g, f, plan, lane, wc, xp.get(), zflat.get(), z.get());
+        // stride-2 rows stage nothing.)
+        conv_lane_compact<K, S>(xd, g, f, plan, lane, wc, xp.get(), zflat.get(), z.get());
         double sum_g = 0, sum_gzc = 0;
         for (int64_t n = 0; n < g.N; ++n) {
           const scalar_t* gn = gd + (n * g.C + lane.output) * plane;

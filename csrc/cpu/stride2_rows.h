@@ -15,6 +15,14 @@
 #error "stride2_rows.h is included by csrc/cpu/kernels_*.cpp only"
 #endif
 
+// Whether a kernel of size K and stride S on scalar_t data (accumulated in
+// acc_t) convolves by the rows of this file: AVX-512, 3x3, stride 2, and the
+// element types of the in-place stride-1 path.
+template <int K, int S, typename scalar_t, typename acc_t>
+constexpr bool uses_stride2_rows() {
+  return K == 3 && S == 2 && uses_direct_conv<1, scalar_t, acc_t>();
+}
+
 #if defined(SF_CPU_HAS_AVX512)
 
 // y = shift + conv(x, w) for one H x W plane, 3x3, stride 2, padding 1;
