@@ -73,12 +73,14 @@ CASES += [Case(16, 3, 33, 33, k=3, groups=3, order="shuffle_last")]
 # W = 4), 4 planes of a channel at a time, then single planes (N = 6: one block
 # of 4 + 2 more; N = 9: two blocks + 1); span 2 (k = 3, 18 <= W <= 30), 2 planes
 # at a time. The widths include both ends of each range and the widths just
-# past them (15, 17, 31); H = 1 and 2 have no interior row.
+# past them (15, 17, 31); H = 1 and 2 have no interior row. 7x7 planes take
+# compile-time vectors (unrolled, constant masks, the last vector's unused taps
+# dropped); other heights of width 7 (9x7) take vpermt2ps windows.
 WINDOWED_CASES = [
     Case(n, 6, h, w, k=k, stride=1, groups=3, order=o)
     for n, (k, h, w), o in itertools.product(
         (6, 9),
-        [(3, 7, 7), (3, 14, 14), (3, 2, 2), (3, 1, 14), (3, 13, 3), (3, 2, 9), (3, 5, 15)]
+        [(3, 7, 7), (3, 14, 14), (3, 9, 7), (3, 6, 14), (3, 2, 2), (3, 1, 14), (3, 13, 3), (3, 2, 9), (3, 5, 15)]
         + [(5, 4, 3), (5, 6, 6), (5, 3, 7), (5, 2, 2), (7, 4, 4), (7, 5, 3), (7, 3, 5)]
         + [(3, 28, 28), (3, 3, 18), (3, 2, 30), (3, 1, 31), (3, 3, 17), (5, 4, 18)],
         ("shuffle_first", "shuffle_last"),

@@ -183,14 +183,100 @@ struct WindowRing {
   void start(const DirectPlan& p, const in_t* x) {
     for (int i = 0; i < 2 * Q; ++i) r[i] = plane_vector(p, x, i - Q);
   }
-  template <typename in_t>
-  void load_ahead(const DirectPlan& p, const in_t* x, int64_t v) {
-    r[2 * Q] = plane_vector(p, x, v + Q);
+  // Input vector v + Q, v being output vector `out` (PlanVector or FixedVector).
+  template <typename OutVector, typename in_t>
+  void load_ahead(const OutVector& out, const in_t* x) {
+    r[2 * Q] = out.template input<Q>(x);
   }
   void advance() {
     for (int i = 0; i < 2 * Q; ++i) r[i] = r[i + 1];
   }
 };
+
+// One output vector of the windowed kernels: its input vectors, the lane
+// mask of each tap, and the lanes it stores. PlanVector reads them from the
+// plan at run time. FixedVector, for a plane whose H and W the window policy
+// fixes, has them as constants: the vector loop is unrolled, a tap that no
+// lane of the vector uses is dropped (the bottom-right corner alone in the
+// last vector of a 7x7 plane uses 4 of the 9 taps), a tap that all 16 lanes
+// use takes a plain FMA, and no mask is loaded. Tap use: 0 none, 1 some
+// lanes (masked FMA), 2 all lanes. (A vector that runs past the plane keeps
+// its masks: the weight gradient sums every lane, and a lane past the plane
+// may see an in-plane Inf through its window.)
+// (The plan's values are copied in: behind a reference they would be
+// reloaded after every vector store, which may alias anything.)
+struct PlanVector {
+  const __mmask16* masks;  // this vector's, [tap]
+  int64_t v, vectors, plane;
+
+  template <int K, int T>
+  static constexpr int use() {
+    return 1;
+  }
+  template <int K, int T>
+  __mmask16 tap_mask() const {
+    return masks[T];
+  }
+  int64_t index() const { return v; }
+  __mmask16 stored() const { return first_lanes(std::min<int64_t>(16, plane - 16 * v)); }
+  template <int D, typename in_t>
+  __m512 input(const in_t* x) const {
+    const int64_t u = v + D;
+    if (u < 0 || u >= vectors) return _mm512_setzero_ps();
+    return load_row16(x + 16 * u, first_lanes(std::min<int64_t>(16, plane - 16 * u)));
+  }
+};
+
+// The lanes of vector v of an H x W plane whose tap T is inside the image
+// (DirectPlan's masks, at compile time).
+constexpr __mmask16 fixed_tap_mask(int H, int W, int K, int v, int T) {
+  unsigned bits = 0;
+  for (int l = 0; l < 16 && 16 * v + l < H * W; ++l) {
+    const int j = 16 * v + l, ih = j / W + T / K - K / 2, iw = j % W + T % K - K / 2;
+    if (ih >= 0 && ih < H && iw >= 0 && iw < W) bits |= 1u << l;
+  }
+  return static_cast<__mmask16>(bits);
+}
+constexpr __mmask16 fixed_plane_lanes(int plane, int v) {
+  return plane - 16 * v >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (plane - 16 * v)) - 1u);
+}
+
+template <int H, int W, int V>
+struct FixedVector {
+  static constexpr int kPlane = H * W;
+  static constexpr int kVectors = (kPlane + 15) / 16;
+
+  template <int K, int T>
+  static constexpr int use() {
+    constexpr __mmask16 m = fixed_tap_mask(H, W, K, V, T);
+    return m == 0 ? 0 : m == 0xFFFF ? 2 : 1;
+  }
+  template <int K, int T>
+  static constexpr __mmask16 tap_mask() {
+    return fixed_tap_mask(H, W, K, V, T);
+  }
+  static constexpr int64_t index() { return V; }
+  static constexpr __mmask16 stored() { return fixed_plane_lanes(kPlane, V); }
+  template <int D, typename in_t>
+  static __m512 input(const in_t* x) {
+    constexpr int u = V + D;
+    if constexpr (u < 0 || u >= kVectors) {
+      return _mm512_setzero_ps();
+    } else {
+      return load_row16(x + 16 * u, fixed_plane_lanes(kPlane, u));
+    }
+  }
+};
+
+// acc + window * w over the lanes of `out` whose tap T is inside the image.
+template <int K, int T, typename OutVector>
+inline __m512 tap_fma(const OutVector& out, __m512 window, __m512 w, __m512 acc) {
+  if constexpr (OutVector::template use<K, T>() == 2) {
+    return _mm512_fmadd_ps(window, w, acc);
+  } else {
+    return _mm512_mask3_fmadd_ps(window, w, acc, out.template tap_mask<K, T>());
+  }
+}
 
 // How tap T's 16-lane window around the current output vector is cut from a
 // WindowRing. `prepare` gives what all P planes' windows of a tap share.
@@ -199,8 +285,8 @@ struct WindowRing {
 template <int Q_>
 struct PermuteWindows {
   static constexpr int Q = Q_;
+  static constexpr int kFixedH = 0, kFixedW = 0;  // any plane
   const int32_t* index;  // DirectPlan::window_index
-
   template <int K, int T>
   __m512i prepare() const {
     if constexpr (T == K * K / 2) return _mm512_setzero_si512();  // the centre tap needs no permute
@@ -215,10 +301,13 @@ struct PermuteWindows {
 };
 
 // A width known at compile time: valignd with an immediate shift, which
-// (unlike vpermt2ps) neither loads an index nor overwrites a source.
-template <int Q_, int W>
+// (unlike vpermt2ps) neither loads an index nor overwrites a source. With the
+// height known too (H > 0), the kernels take the plane's vectors and lane
+// masks as compile-time constants (FixedVector).
+template <int Q_, int W, int H = 0>
 struct AlignWindows {
   static constexpr int Q = Q_;
+  static constexpr int kFixedH = H, kFixedW = W;
   struct Nothing {};
 
   template <int K, int T>
@@ -238,24 +327,40 @@ struct AlignWindows {
   }
 };
 
-// Calls f(std::integral_constant<int, T>()) for T = 0 .. N-1, so each tap's
-// window code is resolved at compile time.
-template <typename F, int... T>
-inline void for_each_tap_of(const F& f, std::integer_sequence<int, T...>) {
-  (f(std::integral_constant<int, T>()), ...);
+// Calls f(std::integral_constant<int, I>()) for I = 0 .. N-1, so each tap's
+// (or fixed vector's) code is resolved at compile time.
+template <typename F, int... I>
+inline void for_each_index_of(const F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>()), ...);
 }
 template <int N, typename F>
-inline void for_each_tap(const F& f) {
-  for_each_tap_of(f, std::make_integer_sequence<int, N>());
+inline void for_each_index(const F& f) {
+  for_each_index_of(f, std::make_integer_sequence<int, N>());
+}
+
+// Calls step(out) for each output vector of the plane: PlanVector in a loop,
+// or, where the window policy fixes the plane, FixedVector<H, W, v> unrolled.
+template <typename Windows, typename Step>
+__attribute__((always_inline)) inline void for_each_output_vector(const DirectPlan& p, const Step& step) {
+  constexpr int H = Windows::kFixedH, W = Windows::kFixedW;
+  if constexpr (H > 0) {
+    for_each_index<(H * W + 15) / 16>([&](auto v) { step(FixedVector<H, W, decltype(v)::value>()); });
+  } else {
+    const __mmask16* masks = p.masks.data();
+    const int64_t vectors = p.vectors, plane = p.plane, taps = p.K * p.K;
+    for (int64_t v = 0; v < vectors; ++v) step(PlanVector{masks + v * taps, v, vectors, plane});
+  }
 }
 
 // Calls body(windows) with the window policy for the plan and returns true,
 // or returns false where the plan is not windowed. The network's 3x3 widths
-// (7, 14, 28 at ShuffleNet's 224 input) get the compile-time policy.
+// (7, 14, 28 at ShuffleNet's 224 input) get the compile-time policy, the 7x7
+// plane with its height fixed too (its 4 vectors unrolled, its masks
+// constants); other heights of width 7 take the vpermt2ps policy.
 template <int K, typename Body>
 inline bool with_windows(const DirectPlan& p, const Body& body) {
   if constexpr (K == 3) {
-    if (p.window_span == 1 && p.W == 7) return body(AlignWindows<1, 7>()), true;
+    if (p.window_span == 1 && p.W == 7 && p.H == 7) return body(AlignWindows<1, 7, 7>()), true;
     if (p.window_span == 1 && p.W == 14) return body(AlignWindows<1, 14>()), true;
     if (p.window_span == 2 && p.W == 28) return body(AlignWindows<2, 28>()), true;
     if (p.window_span == 2) return body(PermuteWindows<2>{p.window_index.data()}), true;
@@ -303,37 +408,38 @@ inline void conv_planes_windowed(const DirectPlan& p, const Windows& win, const 
   WindowRing<Windows::Q> in[P];
   __m512 acc[P];
   for (int n = 0; n < P; ++n) in[n].start(p, x[n]);
-  for (int64_t v = 0; v < p.vectors; ++v) {
-    const __mmask16* m = p.masks.data() + v * K * K;
+  for_each_output_vector<Windows>(p, [&](const auto& out) __attribute__((always_inline)) {
     for (int n = 0; n < P; ++n) {
-      in[n].load_ahead(p, x[n], v);
+      in[n].load_ahead(out, x[n]);
       if constexpr (kShared) {
         acc[n] = _mm512_set1_ps(taps.shift);
       } else {
         acc[n] = _mm512_set1_ps(taps.shift[n]);
       }
     }
-    for_each_tap<K * K>([&](auto tap) {
+    using Out = std::decay_t<decltype(out)>;
+    for_each_index<K * K>([&](auto tap) {
       constexpr int t = decltype(tap)::value;
-      const __mmask16 mk = m[t];
-      const auto shared = win.template prepare<K, t>();
+      if constexpr (Out::template use<K, t>() != 0) {
+        const auto shared = win.template prepare<K, t>();
 #pragma GCC unroll 8
-      for (int n = 0; n < P; ++n) {
-        __m512 wt;
-        if constexpr (kShared) {
-          wt = wv[t];
-        } else {
-          wt = _mm512_set1_ps(taps.w[n][t]);
+        for (int n = 0; n < P; ++n) {
+          __m512 wt;
+          if constexpr (kShared) {
+            wt = wv[t];
+          } else {
+            wt = _mm512_set1_ps(taps.w[n][t]);
+          }
+          acc[n] = tap_fma<K, t>(out, win.template window<K, t>(in[n], shared), wt, acc[n]);
         }
-        acc[n] = _mm512_mask3_fmadd_ps(win.template window<K, t>(in[n], shared), wt, acc[n], mk);
       }
     });
-    const __mmask16 out = first_lanes(std::min<int64_t>(16, p.plane - 16 * v));
+    const int64_t v = out.index();
     for (int n = 0; n < P; ++n) {
-      store_row16(y[n] + 16 * v, out, acc[n]);
+      store_row16(y[n] + 16 * v, out.stored(), acc[n]);
       in[n].advance();
     }
-  }
+  });
 }
 
 // The weight_grad_direct sums for P planes (dz compact and consecutive, x
@@ -344,22 +450,22 @@ inline void weight_grad_windowed(const DirectPlan& p, const Windows& win, const 
   WindowRing<Windows::Q> in[P];
   __m512 d[P];
   for (int n = 0; n < P; ++n) in[n].start(p, x + n * x_stride);
-  for (int64_t v = 0; v < p.vectors; ++v) {
-    const __mmask16* m = p.masks.data() + v * K * K;
+  for_each_output_vector<Windows>(p, [&](const auto& out) __attribute__((always_inline)) {
     for (int n = 0; n < P; ++n) {
-      in[n].load_ahead(p, x + n * x_stride, v);
-      d[n] = plane_vector(p, dz + n * p.plane, v);
+      in[n].load_ahead(out, x + n * x_stride);
+      d[n] = out.template input<0>(dz + n * p.plane);
     }
-    for_each_tap<K * K>([&](auto tap) {
+    using Out = std::decay_t<decltype(out)>;
+    for_each_index<K * K>([&](auto tap) {
       constexpr int t = decltype(tap)::value;
-      const __mmask16 mk = m[t];
-      const auto shared = win.template prepare<K, t>();
+      if constexpr (Out::template use<K, t>() != 0) {
+        const auto shared = win.template prepare<K, t>();
 #pragma GCC unroll 8
-      for (int n = 0; n < P; ++n)
-        acc[t] = _mm512_mask3_fmadd_ps(win.template window<K, t>(in[n], shared), d[n], acc[t], mk);
+        for (int n = 0; n < P; ++n) acc[t] = tap_fma<K, t>(out, win.template window<K, t>(in[n], shared), d[n], acc[t]);
+      }
     });
     for (int n = 0; n < P; ++n) in[n].advance();
-  }
+  });
 }
 
 // Calls body(n0, planes_tag) over `planes` planes in the blocks a windowed
