@@ -38,16 +38,30 @@ def _new_output(input: Tensor, shape: tuple) -> Tensor:
     return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=_memory_format(input))
 
 
+def _check_devices(input: Tensor, **tensors: Tensor | None) -> None:
+    # A call that mixes meta tensors with real ones is dispatched to these fake
+    # kernels (Meta outranks CPU and CUDA), not to the real kernels that check
+    # devices with TORCH_CHECK: without this it would return an uninitialised
+    # output instead of an error.
+    for name, t in tensors.items():
+        if t is not None and t.device != input.device:
+            raise RuntimeError(f"shufflenet_fused: {name} is on {t.device} but input is on {input.device}")
+
+
 # ------------------------------------------------------------ fake kernels ----
 
 
 @torch.library.register_fake("shufflenet_fused::dwconv_bn_eval")
 def _eval_fake(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last):
+    _check_devices(
+        input, weight=weight, running_mean=running_mean, running_var=running_var, bn_weight=bn_weight, bn_bias=bn_bias
+    )
     return _new_output(input, _out_shape(input, weight, stride))
 
 
 @torch.library.register_fake("shufflenet_fused::dwconv_bn_train")
 def _train_fake(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last):
+    _check_devices(input, weight=weight, bn_weight=bn_weight, bn_bias=bn_bias)
     c = input.shape[1]
     stats = input.new_empty((c,), dtype=stat_dtype(input.dtype))
     return _new_output(input, _out_shape(input, weight, stride)), stats, torch.empty_like(stats)
@@ -55,6 +69,7 @@ def _train_fake(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_
 
 @torch.library.register_fake("shufflenet_fused::dwconv_bn_backward")
 def _backward_fake(grad_output, input, weight, bn_weight, mean, invstd, groups, stride, shuffle_last, training):
+    _check_devices(input, grad_output=grad_output, weight=weight, bn_weight=bn_weight, mean=mean, invstd=invstd)
     c = input.shape[1]
     bn_dtype = bn_weight.dtype if bn_weight is not None else stat_dtype(input.dtype)
     grad_input = torch.empty(
@@ -67,6 +82,7 @@ def _backward_fake(grad_output, input, weight, bn_weight, mean, invstd, groups, 
 
 @torch.library.register_fake("shufflenet_fused::update_running_stats")
 def _update_running_stats_fake(running_mean, running_var, mean, invstd, momentum, eps, count):
+    _check_devices(running_mean, running_var=running_var, mean=mean, invstd=invstd)
     return None
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from . import validation
-from ._checks import check_args
+from ._checks import ORDERS, check_args
 from ._ops import ops
 
 
@@ -34,6 +35,20 @@ def shuffle_dwconv_bn(
     uses the running statistics, which are then required. ``bn_weight``/``bn_bias`` may be None.
     ``groups`` is that of ``torch.nn.ChannelShuffle``.
     """
+    if not training and _eval_fast_path_applies(running_mean, running_var, groups, stride, order):
+        # Eval, eager: the op checks every tensor argument itself (TORCH_CHECK,
+        # and the fake kernels' device checks), so check_args, a few
+        # microseconds of Python per call, runs only when the op rejects its
+        # arguments, to raise the same ValueError as the reference path.
+        try:
+            return _eval_op(
+                input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps,
+                order == "shuffle_last",
+            )  # fmt: skip
+        except (RuntimeError, TypeError) as err:
+            error = err
+        check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
+        raise error
     check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
     if validation.is_active():
         return validation.checked_call(
@@ -47,14 +62,31 @@ def shuffle_dwconv_bn(
     )  # fmt: skip
 
 
+# The ops' overloads, bound once (a call through the overload packet costs more).
+_eval_op = ops.dwconv_bn_eval.default
+_train_op = ops.dwconv_bn_train.default
+
+
+def _eval_fast_path_applies(running_mean, running_var, groups, stride, order) -> bool:
+    # What the op cannot check (the order string, Python int arguments, both
+    # running statistics given), and no torch.compile tracing or validation.
+    return (
+        order in ORDERS
+        and type(groups) is int
+        and type(stride) is int
+        and running_mean is not None
+        and running_var is not None
+        and not validation.is_active()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def _fused(input, weight, running_mean, running_var, bn_weight, bn_bias, *, groups, stride, training,
            momentum, eps, order):  # fmt: skip
     shuffle_last = order == "shuffle_last"
     if not training:
-        return ops.dwconv_bn_eval(
-            input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last
-        )
-    out, mean, invstd = ops.dwconv_bn_train(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
+        return _eval_op(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
+    out, mean, invstd = _train_op(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
     if running_mean is not None:
         _update_running_stats(running_mean, running_var, mean, invstd, eps, momentum, _count(out))
     return out

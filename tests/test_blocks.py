@@ -207,21 +207,28 @@ def test_same_submodules_keys_and_init(megvii, config, ksize):
 
 
 def test_fused_block_calls_the_fused_op_once(monkeypatch):
+    # Every fused call reaches one of the two ops, whichever path of the
+    # functional API (eval fast path, checked path) it takes.
     calls = []
-    original = functional._fused
+    original_eval, original_train = functional._eval_op, functional._train_op
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs)
-        return original(*args, **kwargs)
+    def counting_eval(input, weight, rm, rv, bn_w, bn_b, groups, stride, eps, shuffle_last):
+        calls.append({"groups": groups, "stride": stride, "shuffle_last": shuffle_last, "training": False})
+        return original_eval(input, weight, rm, rv, bn_w, bn_b, groups, stride, eps, shuffle_last)
 
-    monkeypatch.setattr(functional, "_fused", counting)
+    def counting_train(input, weight, bn_w, bn_b, groups, stride, eps, shuffle_last):
+        calls.append({"groups": groups, "stride": stride, "shuffle_last": shuffle_last, "training": True})
+        return original_train(input, weight, bn_w, bn_b, groups, stride, eps, shuffle_last)
+
+    monkeypatch.setattr(functional, "_eval_op", counting_eval)
+    monkeypatch.setattr(functional, "_train_op", counting_train)
     block = sf.ShuffleV1Block(24, 48, group=3, first_group=False, mid_channels=12, ksize=3, stride=2)
     x = torch.randn(2, 24, 8, 8)
     block(x)
     block.eval()(x)
     assert len(calls) == 2
-    assert calls[0]["groups"] == 12 // 3 and calls[0]["order"] == "shuffle_last" and calls[0]["training"]
-    assert calls[0]["stride"] == 2 and not calls[1]["training"]
+    assert calls[0] == {"groups": 12 // 3, "stride": 2, "shuffle_last": True, "training": True}
+    assert calls[1] == {"groups": 12 // 3, "stride": 2, "shuffle_last": True, "training": False}
     unfused = sf.ShuffleV1Block(
         24, 48, group=3, first_group=False, mid_channels=12, ksize=3, stride=2, fused=False
     )

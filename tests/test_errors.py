@@ -101,6 +101,37 @@ def test_op_backward_rejects_bad_grad_output() -> None:
         ops.dwconv_bn_backward(torch.randn(2, C, 5, 5), x, w, None, mean, torch.ones(1), 3, 1, False, True)
 
 
+def test_op_rejects_a_meta_tensor_among_cpu_ones() -> None:
+    # The dispatcher sends such a call to the fake (meta) kernel, not to the
+    # CPU kernel's device checks; it must fail there too, not return garbage.
+    x, w, mean, ones = torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3), torch.zeros(C), torch.ones(C)
+    meta = torch.ones(C, device="meta")
+    with pytest.raises(RuntimeError, match="weight is on meta but input is on cpu"):
+        ops.dwconv_bn_eval(x, w.to("meta"), mean, ones, None, None, 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="bn_bias is on meta"):
+        ops.dwconv_bn_eval(x, w, mean, ones, ones, meta, 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="bn_weight is on meta"):
+        ops.dwconv_bn_train(x, w, meta, None, 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="invstd is on meta"):
+        ops.dwconv_bn_backward(torch.randn(2, C, 5, 5), x, w, None, mean, meta, 3, 1, False, True)
+    with pytest.raises(RuntimeError, match="mean is on meta"):
+        ops.update_running_stats(mean.clone(), ones.clone(), meta, ones, 0.1, 1e-5, 50)
+    # All on meta is a shape computation, which is allowed.
+    assert ops.dwconv_bn_eval(x.to("meta"), w.to("meta"), meta, meta, None, None, 3, 1, 1e-5, False).is_meta
+
+
+# The eval fast path of the functional API (no Python checks before the op)
+# must reject the same calls as the checked path, with the same ValueError.
+def test_fused_eval_error_is_the_checked_paths_value_error() -> None:
+    a, kw = _args(weight=torch.randn(C, 1, 3, 3, device="meta"))
+    with pytest.raises(ValueError, match="weight is on meta") as fast:
+        sf.shuffle_dwconv_bn(*a.values(), **kw)
+    with pytest.raises(ValueError, match="weight is on meta") as checked, sf.validating():
+        sf.shuffle_dwconv_bn(*a.values(), **kw)
+    assert str(fast.value) == str(checked.value)
+    assert fast.value.__context__ is None  # not raised while handling the op's error
+
+
 def test_double_backward_is_an_error_not_a_wrong_answer() -> None:
     x = torch.randn(2, C, 5, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(C, 1, 3, 3, dtype=torch.float64, requires_grad=True)
