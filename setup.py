@@ -55,7 +55,11 @@ def _extension():
     # loops instead of memcpy calls (csrc/cpu/flat_plane.h).
     # -fopenmp: at::parallel_for is a header template that runs serially unless
     # the extension itself is compiled with OpenMP (it then shares torch's libgomp).
-    cxx_flags = ["-O3", "-fopenmp", "-fno-tree-loop-distribute-patterns", "-Wall", "-Wno-unknown-pragmas"]
+    # -fno-math-errno: nothing here reads errno, and with it set std::sqrt cannot
+    # be vectorised (the per-channel BatchNorm folds).
+    cxx_flags = [
+        "-O3", "-fopenmp", "-fno-tree-loop-distribute-patterns", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas",
+    ]  # fmt: skip
     include_dirs = [os.path.join(HERE, "csrc")]
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")

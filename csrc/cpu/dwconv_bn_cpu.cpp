@@ -123,7 +123,7 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
   std::vector<double> scale(g.C), shift(g.C);
-  for (int64_t c = 0; c < g.C; ++c) {
+  for (int64_t c = 0; c < g.C; ++c) {  // vectorised (-fno-math-errno)
     scale[c] = gamma[c] / std::sqrt(var[c] + eps);
     shift[c] = beta[c] - mean[c] * scale[c];
   }

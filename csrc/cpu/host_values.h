@@ -9,18 +9,26 @@
 #include <ATen/Dispatch.h>
 #include <c10/util/Optional.h>
 
+#include <type_traits>
 #include <vector>
 
 namespace shufflenet_fused {
 namespace cpu {
 
 // All elements of `t`, in its logical (row-major) order, as doubles.
+// (Built from the data range: a sized vector would be zero-filled first, which
+// cost as much as the conversion.)
 inline std::vector<double> read_values(const at::Tensor& t) {
   const at::Tensor c = t.is_contiguous() ? t : t.contiguous();
-  std::vector<double> v(c.numel());
+  std::vector<double> v;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "shufflenet_fused_read_values", [&] {
     const scalar_t* p = c.const_data_ptr<scalar_t>();
-    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(p[i]);
+    if constexpr (std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value) {
+      v.assign(p, p + c.numel());
+    } else {
+      v.reserve(c.numel());
+      for (int64_t i = 0; i < c.numel(); ++i) v.push_back(static_cast<double>(p[i]));
+    }
   });
   return v;
 }

@@ -80,18 +80,22 @@ inline void clear_if_shrunk(int64_t nb, int64_t* last_nb, acc_t* buf, int64_t si
 // the BN shift, and the input channel it reads (the shuffle), for the eval
 // kernels that walk output planes.
 struct FoldedTaps {
-  std::vector<float> taps, shift;
-  std::vector<int64_t> input;
+  // Uninitialised arrays, every element written below (sized std::vectors
+  // would be zero-filled first: this runs on every call, and at batch 1 the
+  // setup is a good part of the op's time).
+  std::unique_ptr<float[]> taps, shift;
+  std::unique_ptr<int64_t[]> input;
 
-  explicit FoldedTaps(const EvalParams& P) : taps(P.g.C * P.g.K * P.g.K), shift(P.g.C), input(P.g.C) {
+  explicit FoldedTaps(const EvalParams& P)
+      : taps(new float[P.g.C * P.g.K * P.g.K]), shift(new float[P.g.C]), input(new int64_t[P.g.C]) {
     const ChannelMap map(P.g.C, P.groups);
     const int64_t KK = P.g.K * P.g.K;
-    for (int64_t o = 0; o < P.g.C; ++o) {
-      const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
-      for (int64_t t = 0; t < KK; ++t)
-        taps[o * KK + t] = static_cast<float>(P.weight[lane.param * KK + t] * P.scale[lane.param]);
-      shift[o] = static_cast<float>(P.shift[lane.param]);
-      input[o] = lane.input;
+    for (OutputChannelWalk walk(map); walk.o < P.g.C; walk.next()) {
+      const int64_t o = walk.o, in = walk.input(), param = P.shuffle_last ? in : o;  // lane_for_output
+      const double scale = P.scale[param];
+      for (int64_t t = 0; t < KK; ++t) taps[o * KK + t] = static_cast<float>(P.weight[param * KK + t] * scale);
+      shift[o] = static_cast<float>(P.shift[param]);
+      input[o] = in;
     }
   }
 };
@@ -104,9 +108,9 @@ void eval_direct_kernel(const EvalParams& P) {
   const DirectPlan& plan = direct_plan_for(g.H, g.W, g.K);
   const int64_t KK = g.K * g.K, plane = g.H * g.W;
   const FoldedTaps folded(P);
-  const std::vector<float>& taps = folded.taps;
-  const std::vector<float>& shift = folded.shift;
-  const std::vector<int64_t>& input = folded.input;
+  const float* taps = folded.taps.get();
+  const float* shift = folded.shift.get();
+  const int64_t* input = folded.input.get();
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
   dispatch_kernel_size(g.K, 1, [&](auto k_tag, auto) {
@@ -130,10 +134,10 @@ void eval_direct_kernel(const EvalParams& P) {
           scalar_t* ys[kBlock];
           for (int64_t i = 0; i < count; ++i) {
             xs[i] = xd + n * pitch + input[o0 + i] * plane;
-            ws[i] = taps.data() + (o0 + i) * KK;
+            ws[i] = taps + (o0 + i) * KK;
             ys[i] = yd + n * pitch + (o0 + i) * plane;
           }
-          conv_channels_direct<K>(plan, xs, ws, shift.data() + o0, ys, count);
+          conv_channels_direct<K>(plan, xs, ws, shift + o0, ys, count);
         }
       });
       return;
@@ -142,7 +146,7 @@ void eval_direct_kernel(const EvalParams& P) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t o = task % g.C, n0 = (task / g.C) * kBlock;
         conv_planes_direct<K>(plan, xd + n0 * pitch + input[o] * plane, pitch, std::min(kBlock, g.N - n0),
-                              taps.data() + o * KK, shift[o], yd + n0 * pitch + o * plane, pitch);
+                              taps + o * KK, shift[o], yd + n0 * pitch + o * plane, pitch);
       }
     });
   });
@@ -162,7 +166,7 @@ void eval_stride2_k3_kernel(const EvalParams& P) {
   at::parallel_for(0, g.N * g.C, grain_for(out_plane), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / g.C, o = task % g.C;
-      conv_plane_s2_k3(xd + (n * g.C + folded.input[o]) * in_plane, g.H, g.W, folded.taps.data() + o * 9,
+      conv_plane_s2_k3(xd + (n * g.C + folded.input[o]) * in_plane, g.H, g.W, folded.taps.get() + o * 9,
                        folded.shift[o], yd + task * out_plane);
     }
   });
@@ -280,13 +284,12 @@ void eval_channels_last_kernel(const EvalParams& P) {
   std::vector<acc_t> wt(KK * C), shift(C);
   std::vector<int32_t> src(C);
   bool identity = true;
-  for (int64_t o = 0; o < C; ++o) {
-    const LaneChannels lane = lane_for_output(map, o, P.shuffle_last);
-    for (int64_t t = 0; t < KK; ++t)
-      wt[t * C + lane.input] = static_cast<acc_t>(P.weight[lane.param * KK + t] * P.scale[lane.param]);
-    shift[lane.input] = static_cast<acc_t>(P.shift[lane.param]);
-    src[o] = static_cast<int32_t>(lane.input);
-    identity = identity && lane.input == o;
+  for (OutputChannelWalk walk(map); walk.o < C; walk.next()) {
+    const int64_t o = walk.o, in = walk.input(), param = P.shuffle_last ? in : o;  // lane_for_output
+    for (int64_t t = 0; t < KK; ++t) wt[t * C + in] = static_cast<acc_t>(P.weight[param * KK + t] * P.scale[param]);
+    shift[in] = static_cast<acc_t>(P.shift[param]);
+    src[o] = static_cast<int32_t>(in);
+    identity = identity && in == o;
   }
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
