@@ -29,23 +29,6 @@ struct ChannelMap {
   SF_HD int64_t dst(int64_t c) const { return (c % cpg) * groups + c / cpg; }
 };
 
-// The output channels o = 0, 1, ... in order with the input channel each
-// reads, map.src(o), without a division per channel (o = q * groups + r reads
-// r * cpg + q): for the host loops that fold per-channel parameters on every
-// call. (A walker rather than a callback: the CPU kernels are compiled per ISA,
-// and a callback compiled for AVX-512 cannot be inlined into a baseline loop.)
-struct OutputChannelWalk {
-  ChannelMap map;
-  int64_t o = 0, q = 0, r = 0;
-
-  explicit OutputChannelWalk(const ChannelMap& m) : map(m) {}
-  int64_t input() const { return r * map.cpg + q; }
-  void next() {
-    ++o;
-    if (++r == map.groups) r = 0, ++q;
-  }
-};
-
 // The three channels that one fused "lane" touches. Every parameter channel p
 // reads exactly one input channel and writes exactly one output channel, so a
 // kernel that walks parameter channels never needs atomics for the per-channel
@@ -79,6 +62,27 @@ SF_HD LaneChannels lane_for_output(const ChannelMap& map, int64_t o, bool shuffl
   l.param = shuffle_last ? l.input : o;
   return l;
 }
+
+// The output channels o = 0, 1, ... in order with the input channel each
+// reads, map.src(o), without a division per channel (o = q * groups + r reads
+// r * cpg + q): for the host loops that fold per-channel parameters on every
+// call. (A walker rather than a callback: the CPU kernels are compiled per ISA,
+// and a callback compiled for AVX-512 cannot be inlined into a baseline loop.)
+struct OutputChannelWalk {
+  ChannelMap map;
+  int64_t o = 0, q = 0, r = 0;
+
+  explicit OutputChannelWalk(const ChannelMap& m) : map(m) {}
+  void next() {
+    ++o;
+    if (++r == map.groups) r = 0, ++q;
+  }
+  // lane_for_output(map, o, shuffle_last)
+  LaneChannels lane(bool shuffle_last) const {
+    const int64_t input = r * map.cpg + q;
+    return {shuffle_last ? input : o, input, o};
+  }
+};
 
 // Depthwise conv geometry: padding k/2, no dilation.
 SF_HD int64_t conv_pad(int64_t k) { return k / 2; }

@@ -287,6 +287,7 @@ struct PermuteWindows {
   static constexpr int Q = Q_;
   static constexpr int kFixedH = 0, kFixedW = 0;  // any plane
   const int32_t* index;  // DirectPlan::window_index
+
   template <int K, int T>
   __m512i prepare() const {
     if constexpr (T == K * K / 2) return _mm512_setzero_si512();  // the centre tap needs no permute

@@ -9,7 +9,6 @@
 #include <ATen/Dispatch.h>
 #include <c10/util/Optional.h>
 
-#include <type_traits>
 #include <vector>
 
 namespace shufflenet_fused {
@@ -23,12 +22,7 @@ inline std::vector<double> read_values(const at::Tensor& t) {
   std::vector<double> v;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "shufflenet_fused_read_values", [&] {
     const scalar_t* p = c.const_data_ptr<scalar_t>();
-    if constexpr (std::is_same<scalar_t, float>::value || std::is_same<scalar_t, double>::value) {
-      v.assign(p, p + c.numel());
-    } else {
-      v.reserve(c.numel());
-      for (int64_t i = 0; i < c.numel(); ++i) v.push_back(static_cast<double>(p[i]));
-    }
+    v.assign(p, p + c.numel());
   });
   return v;
 }

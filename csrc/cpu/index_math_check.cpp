@@ -11,7 +11,8 @@
 // with NaN first, so an element no unit writes shows up in the tests.
 //
 //   _debug_emulate_eval / _train / _backward   same schemas as the real ops
-//   _debug_channel_map(C, groups)              src, dst and lane parameters
+//   _debug_channel_map(C, groups)              src, dst and lane parameters (and checks
+//                                              OutputChannelWalk against lane_for_output)
 //   _debug_windows(size, k, stride)            valid_taps / covering_outputs
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -213,6 +214,14 @@ at::Tensor debug_channel_map(int64_t channels, int64_t groups) {
     d[channels + i] = map.dst(i);
     d[2 * channels + i] = math::lane_for_input(map, i, false).param;
     d[3 * channels + i] = math::lane_for_input(map, i, true).param;
+  }
+  // The division-free walk of the eval kernels' setup gives lane_for_output's lanes.
+  for (OutputChannelWalk walk(map); walk.o < channels; walk.next()) {
+    for (bool shuffle_last : {false, true}) {
+      const LaneChannels a = walk.lane(shuffle_last), b = lane_for_output(map, walk.o, shuffle_last);
+      TORCH_CHECK(a.param == b.param && a.input == b.input && a.output == b.output,
+                  "shufflenet_fused: OutputChannelWalk disagrees with lane_for_output at o=", walk.o);
+    }
   }
   return out;
 }

@@ -91,11 +91,12 @@ struct FoldedTaps {
     const ChannelMap map(P.g.C, P.groups);
     const int64_t KK = P.g.K * P.g.K;
     for (OutputChannelWalk walk(map); walk.o < P.g.C; walk.next()) {
-      const int64_t o = walk.o, in = walk.input(), param = P.shuffle_last ? in : o;  // lane_for_output
-      const double scale = P.scale[param];
-      for (int64_t t = 0; t < KK; ++t) taps[o * KK + t] = static_cast<float>(P.weight[param * KK + t] * scale);
-      shift[o] = static_cast<float>(P.shift[param]);
-      input[o] = in;
+      const LaneChannels lane = walk.lane(P.shuffle_last);
+      const int64_t o = lane.output;
+      const double scale = P.scale[lane.param];
+      for (int64_t t = 0; t < KK; ++t) taps[o * KK + t] = static_cast<float>(P.weight[lane.param * KK + t] * scale);
+      shift[o] = static_cast<float>(P.shift[lane.param]);
+      input[o] = lane.input;
     }
   }
 };
@@ -285,11 +286,12 @@ void eval_channels_last_kernel(const EvalParams& P) {
   std::vector<int32_t> src(C);
   bool identity = true;
   for (OutputChannelWalk walk(map); walk.o < C; walk.next()) {
-    const int64_t o = walk.o, in = walk.input(), param = P.shuffle_last ? in : o;  // lane_for_output
-    for (int64_t t = 0; t < KK; ++t) wt[t * C + in] = static_cast<acc_t>(P.weight[param * KK + t] * P.scale[param]);
-    shift[in] = static_cast<acc_t>(P.shift[param]);
-    src[o] = static_cast<int32_t>(in);
-    identity = identity && in == o;
+    const LaneChannels lane = walk.lane(P.shuffle_last);
+    for (int64_t t = 0; t < KK; ++t)
+      wt[t * C + lane.input] = static_cast<acc_t>(P.weight[lane.param * KK + t] * P.scale[lane.param]);
+    shift[lane.input] = static_cast<acc_t>(P.shift[lane.param]);
+    src[lane.output] = static_cast<int32_t>(lane.input);
+    identity = identity && lane.input == lane.output;
   }
   const scalar_t* xd = P.x.data_ptr<scalar_t>();
   scalar_t* yd = P.y.data_ptr<scalar_t>();
