@@ -612,10 +612,18 @@ void relayout(const RelayoutParams& p) {
       const int64_t n = task / bands, pixel0 = (task % bands) * 16, pixels = std::min<int64_t>(16, HW - pixel0);
       for (int64_t c0 = 0; c0 < C; c0 += 16) {
         const int64_t channels = std::min<int64_t>(16, C - c0);
-        if (to_channels_last) {
-          transpose_tile(a + n * rows * cols, rows, cols, c0, pixel0, channels, pixels, b + n * rows * cols);
+        const float* an = a + n * rows * cols;
+        float* bn = b + n * rows * cols;
+        if (channels == 16 && pixels == 16) {  // no masks, no per-row tests
+          if (to_channels_last) {
+            transpose_tile<true>(an, rows, cols, c0, pixel0, 16, 16, bn);
+          } else {
+            transpose_tile<true>(an, rows, cols, pixel0, c0, 16, 16, bn);
+          }
+        } else if (to_channels_last) {
+          transpose_tile<false>(an, rows, cols, c0, pixel0, channels, pixels, bn);
         } else {
-          transpose_tile(a + n * rows * cols, rows, cols, pixel0, c0, pixels, channels, b + n * rows * cols);
+          transpose_tile<false>(an, rows, cols, pixel0, c0, pixels, channels, bn);
         }
       }
     }

@@ -26,15 +26,22 @@ inline __m512 odd_lanes128(__m512 a, __m512 b) { return _mm512_maskz_shuffle_f32
 #endif
 
 // b[j * rows + i] = a[i * cols + j] for the tile i0 <= i < i0 + ri, j0 <= j < j0 + cj
-// (ri, cj <= 16).
+// (ri, cj <= 16; both 16 when Full: no masks, no per-row tests).
+template <bool Full>
 inline void transpose_tile(const float* a, int64_t rows, int64_t cols, int64_t i0, int64_t j0, int64_t ri, int64_t cj,
                            float* b) {
+  if constexpr (Full) ri = cj = 16;
 #if defined(SF_CPU_HAS_AVX512)
   // Rows past ri load as zeros and columns past cj are never stored.
   __m512 r[16];
   const __mmask16 cm = first_lanes(cj);
-  for (int i = 0; i < 16; ++i)
-    r[i] = i < ri ? _mm512_maskz_loadu_ps(cm, a + (i0 + i) * cols + j0) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; ++i) {
+    if constexpr (Full) {
+      r[i] = _mm512_loadu_ps(a + (i0 + i) * cols + j0);
+    } else {
+      r[i] = i < ri ? _mm512_maskz_loadu_ps(cm, a + (i0 + i) * cols + j0) : _mm512_setzero_ps();
+    }
+  }
   // Pairs of rows interleaved (32-bit), then pairs of pairs (64-bit): each
   // 128-bit lane of u[4q + k] then holds column k, k + 4, k + 8 or k + 12
   // (one per lane) of rows 4q .. 4q + 3.
@@ -59,7 +66,11 @@ inline void transpose_tile(const float* a, int64_t rows, int64_t cols, int64_t i
                            odd_lanes128(odd0, odd1)};
     for (int m = 0; m < 4; ++m) {
       const int j = k + 4 * m;
-      if (j < cj) _mm512_mask_storeu_ps(b + (j0 + j) * rows + i0, rm, col[m]);
+      if constexpr (Full) {
+        _mm512_storeu_ps(b + (j0 + j) * rows + i0, col[m]);
+      } else if (j < cj) {
+        _mm512_mask_storeu_ps(b + (j0 + j) * rows + i0, rm, col[m]);
+      }
     }
   }
 #else
