@@ -28,16 +28,16 @@ constexpr bool uses_direct_conv() {
 
 #if defined(SF_CPU_HAS_AVX512)
 
+// floor(off / 16): the input vector, relative to the output vector, that a
+// tap offset starts in.
+constexpr int64_t vector_of_offset(int64_t off) { return off >= 0 ? off / 16 : -((15 - off) / 16); }
+
 // The input vector pair (v + q, v + q + 1) that tap t of a K x K kernel reads
 // for output vector v in a span-Q windowed kernel: rows above the centre read
 // behind (q = -Q), rows below ahead (q = Q - 1), the centre row's left taps
 // straddle v - 1 and v, its right taps v and v + 1. A compile-time constant,
 // so the kernels pick their registers statically; DirectPlan checks that a
 // geometry's offsets agree with it.
-// floor(off / 16): the input vector, relative to the output vector, that a
-// tap offset starts in.
-constexpr int64_t vector_of_offset(int64_t off) { return off >= 0 ? off / 16 : -((15 - off) / 16); }
-
 constexpr int expected_window_q(int K, int Q, int t) {
   return t / K < K / 2 ? -Q : t / K > K / 2 ? Q - 1 : (t % K < K / 2 ? -1 : 0);
 }
@@ -237,9 +237,6 @@ constexpr __mmask16 fixed_tap_mask(int H, int W, int K, int v, int T) {
   }
   return static_cast<__mmask16>(bits);
 }
-constexpr __mmask16 fixed_plane_lanes(int plane, int v) {
-  return plane - 16 * v >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (plane - 16 * v)) - 1u);
-}
 
 template <int H, int W, int V>
 struct FixedVector {
@@ -256,14 +253,14 @@ struct FixedVector {
     return fixed_tap_mask(H, W, K, V, T);
   }
   static constexpr int64_t index() { return V; }
-  static constexpr __mmask16 stored() { return fixed_plane_lanes(kPlane, V); }
+  static constexpr __mmask16 stored() { return first_lanes(std::min(16, kPlane - 16 * V)); }
   template <int D, typename in_t>
   static __m512 input(const in_t* x) {
     constexpr int u = V + D;
     if constexpr (u < 0 || u >= kVectors) {
       return _mm512_setzero_ps();
     } else {
-      return load_row16(x + 16 * u, fixed_plane_lanes(kPlane, u));
+      return load_row16(x + 16 * u, first_lanes(std::min(16, kPlane - 16 * u)));
     }
   }
 };

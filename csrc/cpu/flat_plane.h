@@ -91,7 +91,7 @@ inline void store_row16(c10::Half* p, __mmask16 m, __m512 v) {
   _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtps_ph(m, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+constexpr __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 
 // A row of cols <= 16 elements may be stored as a full 16-lane vector, which
 // is cheaper than a masked store, when the 16 - cols extra lanes stay inside

@@ -610,20 +610,17 @@ void relayout(const RelayoutParams& p) {
   at::parallel_for(0, N * bands, grain_for(16 * C), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / bands, pixel0 = (task % bands) * 16, pixels = std::min<int64_t>(16, HW - pixel0);
+      const float* an = a + n * rows * cols;
+      float* bn = b + n * rows * cols;
       for (int64_t c0 = 0; c0 < C; c0 += 16) {
         const int64_t channels = std::min<int64_t>(16, C - c0);
-        const float* an = a + n * rows * cols;
-        float* bn = b + n * rows * cols;
-        if (channels == 16 && pixels == 16) {  // no masks, no per-row tests
-          if (to_channels_last) {
-            transpose_tile<true>(an, rows, cols, c0, pixel0, 16, 16, bn);
-          } else {
-            transpose_tile<true>(an, rows, cols, pixel0, c0, 16, 16, bn);
-          }
-        } else if (to_channels_last) {
-          transpose_tile<false>(an, rows, cols, c0, pixel0, channels, pixels, bn);
+        // The tile's first row and column of the source matrix, and its extent.
+        const int64_t i0 = to_channels_last ? c0 : pixel0, j0 = to_channels_last ? pixel0 : c0;
+        const int64_t ri = to_channels_last ? channels : pixels, cj = to_channels_last ? pixels : channels;
+        if (ri == 16 && cj == 16) {  // no masks, no per-row tests
+          transpose_tile<true>(an, rows, cols, i0, j0, ri, cj, bn);
         } else {
-          transpose_tile<false>(an, rows, cols, pixel0, c0, pixels, channels, bn);
+          transpose_tile<false>(an, rows, cols, i0, j0, ri, cj, bn);
         }
       }
     }
