@@ -3,7 +3,10 @@
 CPU kernels are always built. CUDA kernels are built too when torch is a CUDA
 build and nvcc is found (no GPU is needed to compile). Environment:
 
-  SHUFFLENET_FUSED_CUDA=0|1   force the CUDA kernels off / on (default: auto)
+  SHUFFLENET_FUSED_CUDA=0|1       force the CUDA kernels off / on (default: auto)
+  SHUFFLENET_FUSED_TEST_OPS=0|1   also build the test-only ops (csrc/**/*_test_ops.cpp:
+                                  the index-math checks and the CPU emulator of the
+                                  tiled CUDA pipeline); scripts/setup_env.sh turns it on
   TORCH_CUDA_ARCH_LIST        CUDA archs (default here: "8.0;9.0+PTX")
   MAX_JOBS                    parallel compile jobs (torch's own variable)
 """
@@ -49,8 +52,20 @@ def _want_cuda() -> bool:
     return available
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "on", "true", "yes")
+
+
+def _sources(*patterns: str) -> list[str]:
+    found = sorted({p for pattern in patterns for p in glob.glob(pattern, root_dir=HERE, recursive=True)})
+    if not _flag("SHUFFLENET_FUSED_TEST_OPS"):
+        found = [p for p in found if not p.endswith("_test_ops.cpp")]
+    return found
+
+
 def _extension():
-    cpp_sources = sorted(glob.glob("csrc/*.cpp", root_dir=HERE)) + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=HERE))
+    # csrc/cuda holds the only sources that need nvcc; everything else is host C++.
+    cpp_sources = _sources("csrc/*.cpp", "csrc/common/**/*.cpp", "csrc/cpu/**/*.cpp", "csrc/tiled/**/*.cpp")
     # -fno-tree-loop-distribute-patterns: keep short row copies as inline vector
     # loops instead of memcpy calls (csrc/cpu/flat_plane.h).
     # -fopenmp: at::parallel_for is a header template that runs serially unless
@@ -63,13 +78,11 @@ def _extension():
     include_dirs = [os.path.join(HERE, "csrc")]
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
-        cuda_sources = sorted(glob.glob("csrc/cuda/*.cu", root_dir=HERE))
-        cuda_sources += sorted(glob.glob("csrc/cuda/*.cpp", root_dir=HERE))
+        cuda_sources = _sources("csrc/cuda/**/*.cu", "csrc/cuda/**/*.cpp")
         return CUDAExtension(
             "shufflenet_fused._C",
             cpp_sources + cuda_sources,
             include_dirs=include_dirs,
-            define_macros=[("SHUFFLENET_FUSED_WITH_CUDA", "1")],
             extra_compile_args={
                 "cxx": cxx_flags,
                 "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills"],

@@ -10,7 +10,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
-#include "op_checks.h"
+#include "common/checks.h"
 
 namespace shufflenet_fused {
 namespace {

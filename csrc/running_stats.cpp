@@ -2,12 +2,12 @@
 // as F.batch_norm does it: (1 - momentum) * old + momentum * new, with the
 // unbiased batch variance. Written with ATen ops, so one kernel serves every
 // device (CompositeExplicitAutograd); CPU has its own single-loop kernel
-// (cpu/running_stats_cpu.cpp). One C++ op instead of a handful of Python calls
-// per training step.
+// (cpu/running_stats_cpu.cpp). Both take the formulas from common/bn_math.h.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "running_stats_checks.h"
+#include "common/bn_math.h"
+#include "common/checks.h"
 
 namespace shufflenet_fused {
 namespace {
@@ -16,10 +16,9 @@ void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var, con
                           const at::Tensor& invstd, double momentum, double eps, int64_t count) {
   check_running_stats_args(running_mean, running_var, mean, invstd, count);
   at::NoGradGuard no_grad;
-  // var = 1/invstd^2 - eps (biased), then Bessel's correction.
-  const at::Tensor var = (invstd.pow(-2) - eps) * (static_cast<double>(count) / static_cast<double>(count - 1));
-  running_mean.mul_(1.0 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
-  running_var.mul_(1.0 - momentum).add_(var.to(running_var.scalar_type()), momentum);
+  const at::Tensor var = unbiased_var_from_invstd(invstd.to(at::kDouble), eps, static_cast<double>(count));
+  running_mean.copy_(running_average(running_mean.to(at::kDouble), mean.to(at::kDouble), momentum));
+  running_var.copy_(running_average(running_var.to(at::kDouble), var, momentum));
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ fi
 
 # torch guesses CUDA_HOME=/usr/local from /usr/local/bin/nvcc; setup.py also fixes this.
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+export SHUFFLENET_FUSED_TEST_OPS=${SHUFFLENET_FUSED_TEST_OPS:-1}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 echo "[setup] building shufflenet_fused (torch $("$PY" -c 'import torch; print(torch.__version__)'))"
 "$PY" -m pip install -q --no-build-isolation --no-deps -e .

@@ -1,12 +1,15 @@
-// Detects the CPU's vector ISA once and lets tests pin a narrower one, so
-// every dispatch level that can run on a machine is tested there.
-#include "cpu_isa.h"
+// Detects the CPU's vector ISA once, lets tests pin a narrower one (so every
+// dispatch level that can run on a machine is tested there), and maps the ISA
+// in effect to its kernel table.
+#include "cpu/cpu_isa.h"
 
 #include <torch/library.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <string>
+
+#include "cpu/kernel_table.h"
 
 namespace shufflenet_fused {
 namespace cpu {
@@ -77,6 +80,21 @@ const char* cpu_isa_name(CpuIsa isa) {
     default:
       return "baseline";
   }
+}
+
+const KernelTable& active_kernels() {
+#if defined(__x86_64__) || defined(_M_X64)
+  switch (active_cpu_isa()) {
+    case CpuIsa::avx512:
+      return avx512_kernels;
+    case CpuIsa::avx2:
+      return avx2_kernels;
+    default:
+      return baseline_kernels;
+  }
+#else
+  return baseline_kernels;
+#endif
 }
 
 TORCH_LIBRARY_FRAGMENT(shufflenet_fused, m) {

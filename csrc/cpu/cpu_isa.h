@@ -1,4 +1,6 @@
-// Run-time choice of the instruction set the CPU kernels run with.
+// Run-time choice of the instruction set the CPU kernels run with. A new ISA
+// adds its enum value, its detection in cpu_isa.cpp, a translation unit that
+// defines its KernelTable (kernel_table.h) and one case in active_kernels().
 #pragma once
 
 #include <string>

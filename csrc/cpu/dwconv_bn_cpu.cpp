@@ -1,6 +1,6 @@
 // CPU entry points of the fused channel shuffle + depthwise conv + BatchNorm
-// ops: argument checks, BN parameter folding, output allocation, and the
-// choice of the per-ISA kernel (kernels_*.cpp, chosen by cpu_isa.cpp).
+// ops: argument checks, BN parameter folding, output allocation, and the call
+// into the kernel table of the ISA in effect (kernel_table.h, cpu_isa.cpp).
 //
 // The eval op has a native channels_last kernel; the training ops compute
 // channels_last inputs through NCHW copies (in_format; a native kernel is
@@ -14,46 +14,21 @@
 #include <cmath>
 #include <vector>
 
-#include "../op_checks.h"
-#include "cpu_isa.h"
-#include "host_values.h"
-#include "kernel_params.h"
+#include "common/bn_math.h"
+#include "common/checks.h"
+#include "cpu/host_values.h"
+#include "cpu/kernel_table.h"
 
 namespace shufflenet_fused {
 namespace cpu {
 namespace {
 
-template <typename Params, typename Baseline, typename Avx2, typename Avx512>
-void run_for_isa(const Params& p, Baseline baseline_fn, Avx2 avx2_fn, Avx512 avx512_fn) {
-#if defined(__x86_64__) || defined(_M_X64)
-  switch (active_cpu_isa()) {
-    case CpuIsa::avx512:
-      return avx512_fn(p);
-    case CpuIsa::avx2:
-      return avx2_fn(p);
-    default:
-      return baseline_fn(p);
-  }
-#else
-  (void)avx2_fn;
-  (void)avx512_fn;
-  return baseline_fn(p);
-#endif
-}
-
-#if defined(__x86_64__) || defined(_M_X64)
-#define SF_ISA_FNS(fn) &baseline::fn, &avx2::fn, &avx512::fn
-#else
-#define SF_ISA_FNS(fn) &baseline::fn, &baseline::fn, &baseline::fn
-#endif
-
 // NCHW staging copies that live only during one op call (the training ops'
 // NCHW views of channels_last tensors) come from a per-thread cache of
 // `kStagingSlots` buffers instead of fresh allocations: glibc returns a freed
 // multi-MB block to the OS, and faulting it back in on every call cost more
-// than the copy (measured: a channels_last training step of the 7x7 layer
-// 1.60 ms with fresh buffers, 0.61 ms without the page faults). Each slot
-// keeps the largest buffer it has needed, until the thread exits.
+// than the copy. Each slot keeps the largest buffer it has needed, until the
+// thread exits.
 constexpr int kStagingSlots = 3;
 
 at::Tensor staging_buffer(int slot, at::IntArrayRef sizes, const at::TensorOptions& options) {
@@ -78,7 +53,7 @@ at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format, int slot = -1
   at::Tensor out = slot >= 0 && format == at::MemoryFormat::Contiguous
                        ? staging_buffer(slot, t.sizes(), t.options())
                        : at::empty(t.sizes(), t.options().memory_format(format));
-  run_for_isa(RelayoutParams{t, out}, SF_ISA_FNS(relayout));
+  active_kernels().relayout(RelayoutParams{t, out});
   return out;
 }
 
@@ -101,7 +76,7 @@ at::Tensor finish_output(const at::Tensor& nchw, const at::Tensor& input) {
   if (nchw.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     out.copy_(nchw);  // C == 1 or a 1x1 output: both layouts are the same bytes
   } else {
-    run_for_isa(RelayoutParams{nchw, out}, SF_ISA_FNS(relayout));
+    active_kernels().relayout(RelayoutParams{nchw, out});
   }
   return out;
 }
@@ -111,11 +86,8 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const c10::optional<at::Tensor>& bn_weight,
                               const c10::optional<at::Tensor>& bn_bias, int64_t groups,
                               int64_t stride, double eps, bool shuffle_last) {
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
-  check_per_channel(running_mean, "running_mean", input);
-  check_per_channel(running_var, "running_var", input);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_optional_per_channel(bn_bias, "bn_bias", input);
+  const ConvGeometry g =
+      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
 
   // Fold BN into y = conv * scale + shift, per parameter channel.
   const std::vector<double> mean = read_values_or(running_mean, g.C, 0.0);
@@ -124,8 +96,9 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
   std::vector<double> scale(g.C), shift(g.C);
   for (int64_t c = 0; c < g.C; ++c) {  // vectorised (-fno-math-errno)
-    scale[c] = gamma[c] / std::sqrt(var[c] + eps);
-    shift[c] = beta[c] - mean[c] * scale[c];
+    const ScaleShift bn = fold_running_stats(mean[c], var[c], gamma[c], beta[c], eps);
+    scale[c] = bn.scale;
+    shift[c] = bn.shift;
   }
 
   const std::vector<double> w = read_values(weight);
@@ -134,9 +107,9 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options().memory_format(format));
   const EvalParams p{x, w, scale, shift, g, groups, shuffle_last, y};
   if (format == at::MemoryFormat::ChannelsLast) {
-    run_for_isa(p, SF_ISA_FNS(eval_channels_last));
+    active_kernels().eval_channels_last(p);
   } else {
-    run_for_isa(p, SF_ISA_FNS(eval));
+    active_kernels().eval(p);
   }
   return y;
 }
@@ -145,10 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
     const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
     bool shuffle_last) {
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_optional_per_channel(bn_bias, "bn_bias", input);
-  check_training_count(g);
+  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
 
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
@@ -159,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
   at::Tensor invstd = at::empty({g.C}, stat_options);
   const std::vector<double> w = read_values(weight);
   const TrainParams p{x, w, gamma, beta, g, groups, eps, shuffle_last, y, mean, invstd};
-  run_for_isa(p, SF_ISA_FNS(train));
+  active_kernels().train(p);
   return {finish_output(y, input), mean, invstd};
 }
 
@@ -167,10 +137,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     const c10::optional<at::Tensor>& bn_weight, const at::Tensor& mean, const at::Tensor& invstd,
     int64_t groups, int64_t stride, bool shuffle_last, bool training) {
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
-  check_grad_output(grad_output, g, input);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_stats(mean, invstd, input);
+  const ConvGeometry g =
+      check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
 
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> mean_v = read_values_or(mean, g.C, 0.0);
@@ -183,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
     const std::vector<double> w = read_values(weight);
     const BackwardParams p{go, x, w, gamma, mean_v, invstd_v, g, groups, shuffle_last, training,
                            grad_x, grad_w, grad_gamma, grad_beta};
-    run_for_isa(p, SF_ISA_FNS(backward));
+    active_kernels().backward(p);
   } else {
     grad_x.zero_();
   }

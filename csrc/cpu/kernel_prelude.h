@@ -1,6 +1,6 @@
-// Everything the per-ISA kernel translation units include, BEFORE their
-// `#pragma GCC target`: library code keeps the baseline ISA, only our kernels
-// (kernels.h, included after the pragma) are compiled for the wider one.
+// The library headers of the CPU kernel translation units, included BEFORE
+// their `#pragma GCC target`: library code keeps the baseline ISA, and only the
+// kernel bodies included after the pragma are compiled for the wider one.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -19,7 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "../kernel_size_dispatch.h"
-#include "../op_checks.h"
-#include "../shuffle_index.h"
-#include "kernel_params.h"
+#include "common/bn_math.h"
+#include "common/channel_map.h"
+#include "common/checks.h"
+#include "common/conv_geometry.h"
+#include "common/kernel_size_dispatch.h"
+#include "cpu/kernel_table.h"

@@ -8,7 +8,7 @@
 
 #include <tuple>
 
-#include "pipeline.h"
+#include "tiled/pipeline.h"
 
 namespace shufflenet_fused {
 namespace cuda {

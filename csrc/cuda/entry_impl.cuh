@@ -4,7 +4,7 @@
 
 #include "entry.h"
 #include "kernels.cuh"
-#include "pipeline.h"
+#include "tiled/pipeline.h"
 
 namespace shufflenet_fused {
 namespace cuda {

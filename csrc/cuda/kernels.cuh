@@ -15,7 +15,7 @@
 #include <climits>
 #include <cstdint>
 
-#include "work.h"
+#include "tiled/lane_work.h"
 
 namespace shufflenet_fused {
 namespace cuda_kernels {
@@ -55,11 +55,11 @@ __device__ __forceinline__ work::Sums<R, acc_t> warp_reduce(work::Sums<R, acc_t>
 }
 
 template <typename acc_t>
-__device__ __forceinline__ math::Moments<acc_t> warp_reduce(math::Moments<acc_t> m) {
+__device__ __forceinline__ Moments<acc_t> warp_reduce(Moments<acc_t> m) {
 #pragma unroll
   for (int offset = kLanes / 2; offset > 0; offset >>= 1) {
-    const math::Moments<acc_t> o{shfl_down(m.n, offset), shfl_down(m.mean, offset), shfl_down(m.m2, offset)};
-    m = math::merge(m, o);
+    const Moments<acc_t> o{shfl_down(m.n, offset), shfl_down(m.mean, offset), shfl_down(m.m2, offset)};
+    m = merge(m, o);
   }
   return m;
 }
@@ -91,12 +91,12 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
   const int lane = threadIdx.x % kLanes;
   const int warp = threadIdx.x / kLanes;
   acc_t* tile = reinterpret_cast<acc_t*>(smem_raw) + warp * p.smem_elems;
-  const ChannelMap map(a.geo.C, a.geo.groups);
+  const ChannelMap map(a.geo.C, a.geo.groups, a.geo.shuffle_last);
   const int64_t step = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; u < p.units; u += step) {
     const work::Unit unit = work::decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
     work::nchw_stage_input<K, S>(a, p, unit, tile, lane, kLanes);
-    const LaneChannels channels = math::lane_for_input(map, unit.c, a.geo.shuffle_last);
+    const LaneChannels channels = map.lane_of_input(unit.c);
     work::LaneCoefs<K * K, acc_t> coefs;
     work::load_lane_coefs(a.table, a.geo.C, unit.c, coefs);
     work::LaneAcc<M, K * K, acc_t> acc;
@@ -116,13 +116,13 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     cl_tile_kernel(work::TileArgs<scalar_t, acc_t> a, work::TilePlan p) {
   const int lane = threadIdx.x % kLanes;
   const int warp = threadIdx.x / kLanes;
-  const ChannelMap map(a.geo.C, a.geo.groups);
+  const ChannelMap map(a.geo.C, a.geo.groups, a.geo.shuffle_last);
   const int64_t step = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; u < p.units; u += step) {
     const work::Unit unit = work::decode_cl_unit(u, p.tiles_h, p.tiles_w, p.channel_groups);
     const int64_t c = unit.c + lane;
     if (c >= a.geo.C) continue;  // no collectives below: idle lanes may leave
-    const LaneChannels channels = math::lane_for_input(map, c, a.geo.shuffle_last);
+    const LaneChannels channels = map.lane_of_input(c);
     work::LaneCoefs<K * K, acc_t> coefs;
     work::load_lane_coefs(a.table, a.geo.C, c, coefs);
     work::LaneAcc<M, K * K, acc_t> acc;

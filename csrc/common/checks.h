@@ -1,0 +1,161 @@
+// Argument checks of every op, shared by the CPU and CUDA kernels (the fake
+// kernels in shufflenet_fused/ops/_library.py mirror them), and the output
+// shape/format/dtype rules. Every error a caller can cause is a TORCH_CHECK
+// (RuntimeError) that names the argument.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+#include "common/conv_geometry.h"
+
+namespace shufflenet_fused {
+
+struct ConvGeometry {
+  int64_t N, C, H, W, K, stride, Ho, Wo;
+};
+
+inline bool is_supported_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+// Statistics (mean/invstd) are float32, or float64 for float64 input.
+inline at::ScalarType stat_dtype(at::ScalarType input_dtype) {
+  return input_dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline void check_per_channel(const at::Tensor& t, const char* name, const at::Tensor& input) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == input.size(1), "shufflenet_fused: ", name,
+              " must be 1-D with C=", input.size(1), " elements, got shape ", t.sizes());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "shufflenet_fused: ", name,
+              " must be a floating-point tensor, got ", t.scalar_type());
+  TORCH_CHECK(t.device() == input.device(), "shufflenet_fused: ", name, " is on ", t.device(),
+              " but input is on ", input.device());
+}
+
+inline void check_optional_per_channel(const c10::optional<at::Tensor>& t, const char* name,
+                                       const at::Tensor& input) {
+  if (t.has_value() && t->defined()) check_per_channel(*t, name, input);
+}
+
+inline ConvGeometry check_conv_args(const at::Tensor& input, const at::Tensor& weight,
+                                    int64_t groups, int64_t stride) {
+  TORCH_CHECK(input.dim() == 4, "shufflenet_fused: input must be 4-D (N, C, H, W), got ",
+              input.dim(), "-D");
+  TORCH_CHECK(is_supported_float(input.scalar_type()),
+              "shufflenet_fused: input must be float32, float64, float16 or bfloat16, got ",
+              input.scalar_type());
+  const int64_t C = input.size(1);
+  TORCH_CHECK(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 &&
+                  weight.size(2) == weight.size(3),
+              "shufflenet_fused: weight must have shape (C, 1, k, k) with C=", C, ", got ",
+              weight.sizes());
+  const int64_t K = weight.size(2);
+  TORCH_CHECK(K == 3 || K == 5 || K == 7, "shufflenet_fused: weight kernel size must be 3, 5 or 7, got ", K);
+  TORCH_CHECK(weight.scalar_type() == input.scalar_type(), "shufflenet_fused: weight dtype ",
+              weight.scalar_type(), " does not match input dtype ", input.scalar_type());
+  TORCH_CHECK(weight.device() == input.device(), "shufflenet_fused: weight is on ", weight.device(),
+              " but input is on ", input.device());
+  TORCH_CHECK(groups >= 1 && C % groups == 0, "shufflenet_fused: groups=", groups,
+              " must be >= 1 and divide the channel count C=", C);
+  TORCH_CHECK(stride == 1 || stride == 2, "shufflenet_fused: stride must be 1 or 2, got ", stride);
+  ConvGeometry g;
+  g.N = input.size(0);
+  g.C = C;
+  g.H = input.size(2);
+  g.W = input.size(3);
+  g.K = K;
+  g.stride = stride;
+  TORCH_CHECK(g.H >= 1 && g.W >= 1, "shufflenet_fused: input spatial size must be at least 1x1, got ",
+              g.H, "x", g.W);
+  g.Ho = conv_out_size(g.H, K, stride);
+  g.Wo = conv_out_size(g.W, K, stride);
+  return g;
+}
+
+// channels_last in -> channels_last out (as conv does); anything else is NCHW.
+inline at::MemoryFormat output_memory_format(const at::Tensor& input) {
+  return input.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                 !input.is_contiguous(at::MemoryFormat::Contiguous)
+             ? at::MemoryFormat::ChannelsLast
+             : at::MemoryFormat::Contiguous;
+}
+
+inline void check_training_count(const ConvGeometry& g) {
+  TORCH_CHECK(g.N * g.Ho * g.Wo > 1,
+              "shufflenet_fused: expected more than 1 value per channel when training, got "
+              "N*H_out*W_out=", g.N * g.Ho * g.Wo);
+}
+
+inline void check_stats(const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& input) {
+  check_per_channel(mean, "mean", input);
+  check_per_channel(invstd, "invstd", input);
+}
+
+inline void check_grad_output(const at::Tensor& grad_output, const ConvGeometry& g,
+                              const at::Tensor& input) {
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.N && grad_output.size(1) == g.C &&
+                  grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo,
+              "shufflenet_fused: grad_output must have shape (", g.N, ", ", g.C, ", ", g.Ho, ", ",
+              g.Wo, "), got ", grad_output.sizes());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "shufflenet_fused: grad_output dtype ",
+              grad_output.scalar_type(), " does not match input dtype ", input.scalar_type());
+  TORCH_CHECK(grad_output.device() == input.device(), "shufflenet_fused: grad_output is on ",
+              grad_output.device(), " but input is on ", input.device());
+}
+
+// dtype of grad_bn_weight / grad_bn_bias: that of bn_weight when given.
+inline at::ScalarType bn_grad_dtype(const c10::optional<at::Tensor>& bn_weight,
+                                    const at::Tensor& input) {
+  if (bn_weight.has_value() && bn_weight->defined()) return bn_weight->scalar_type();
+  return stat_dtype(input.scalar_type());
+}
+
+// ------------------------------------------------------------ per op ----
+
+inline ConvGeometry check_eval_args(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& running_mean,
+                                    const at::Tensor& running_var, const c10::optional<at::Tensor>& bn_weight,
+                                    const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride) {
+  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
+  check_per_channel(running_mean, "running_mean", input);
+  check_per_channel(running_var, "running_var", input);
+  check_optional_per_channel(bn_weight, "bn_weight", input);
+  check_optional_per_channel(bn_bias, "bn_bias", input);
+  return g;
+}
+
+inline ConvGeometry check_train_args(const at::Tensor& input, const at::Tensor& weight,
+                                     const c10::optional<at::Tensor>& bn_weight,
+                                     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride) {
+  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
+  check_optional_per_channel(bn_weight, "bn_weight", input);
+  check_optional_per_channel(bn_bias, "bn_bias", input);
+  check_training_count(g);
+  return g;
+}
+
+inline ConvGeometry check_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
+                                        const at::Tensor& mean, const at::Tensor& invstd, int64_t groups,
+                                        int64_t stride) {
+  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
+  check_grad_output(grad_output, g, input);
+  check_optional_per_channel(bn_weight, "bn_weight", input);
+  check_stats(mean, invstd, input);
+  return g;
+}
+
+inline void check_running_stats_args(const at::Tensor& running_mean, const at::Tensor& running_var,
+                                     const at::Tensor& mean, const at::Tensor& invstd, int64_t count) {
+  TORCH_CHECK(count > 1, "shufflenet_fused: running statistics need more than 1 value per channel, got ", count);
+  TORCH_CHECK(running_mean.dim() == 1 && running_mean.sizes() == mean.sizes() &&
+                  running_var.sizes() == invstd.sizes() && mean.sizes() == invstd.sizes(),
+              "shufflenet_fused: running statistics and batch statistics differ in shape: running_mean ",
+              running_mean.sizes(), ", running_var ", running_var.sizes(), ", mean ", mean.sizes(), ", invstd ",
+              invstd.sizes());
+  TORCH_CHECK(running_mean.device() == mean.device() && running_var.device() == mean.device() &&
+                  invstd.device() == mean.device(),
+              "shufflenet_fused: running statistics and batch statistics are on different devices");
+}
+
+}  // namespace shufflenet_fused

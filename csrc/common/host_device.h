@@ -1,0 +1,9 @@
+// SF_HD marks the functions that both the CPU and the CUDA kernels call:
+// __host__ __device__ under nvcc, plain inline elsewhere.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define SF_HD __host__ __device__ __forceinline__
+#else
+#define SF_HD inline
+#endif

@@ -1,0 +1,84 @@
+// Training forward: BN with batch statistics. Tasks are parameter channels
+// (all N planes of one channel per task), so each channel's statistics are
+// reduced by one thread in a fixed order: deterministic, no atomics. The conv
+// of a lane goes through the ISA's lane path when it has one
+// (hooks::try_conv_lane), else through the flat stack.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "common/bn_math.h"
+#include "common/channel_map.h"
+#include "common/checks.h"
+#include "common/kernel_size_dispatch.h"
+#include "cpu/flat_stack.h"
+#include "cpu/isa_hooks.h"
+#include "cpu/isa_namespace.h"
+#include "cpu/kernel_table.h"
+#include "cpu/plane_loops.h"
+
+namespace shufflenet_fused {
+namespace cpu {
+namespace SF_CPU_ISA {
+
+// The conv of all N planes of one lane into zc (N x Ho x Wo, compact).
+// Returns whether the ISA's lane path computed it; otherwise the flat conv
+// did, and left the lane's last block of planes staged in xp.
+template <int K, int S, typename scalar_t, typename acc_t>
+bool conv_lane(const hooks::LanePlan* plan, const scalar_t* xd, const ConvGeometry& g, const FlatStack& f,
+               const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
+  if (hooks::try_conv_lane<K, S>(plan, xd, g, lane.input, w, zc)) return true;
+  TORCH_INTERNAL_ASSERT(!(hooks::lanes_in_place<K, S, scalar_t, acc_t>()), "in-place lane path declined");
+  conv_lane_flat<K, S>(xd, g, f, lane, w, xp, zflat, zc);
+  return false;
+}
+
+template <typename scalar_t>
+void train_kernel(const TrainParams& P) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ConvGeometry& g = P.g;
+  const FlatStack f(g);
+  const hooks::LanePlan* plan = hooks::lane_plan(g);
+  const ChannelMap map(g.C, P.groups, P.shuffle_last);
+  const std::vector<acc_t> w(P.weight.begin(), P.weight.end());
+  const scalar_t* xd = P.x.data_ptr<scalar_t>();
+  scalar_t* yd = P.y.data_ptr<scalar_t>();
+  acc_t* mean_d = P.mean.data_ptr<acc_t>();
+  acc_t* invstd_d = P.invstd.data_ptr<acc_t>();
+  const int64_t plane = g.Ho * g.Wo;
+  const int64_t count = g.N * plane;
+  const int64_t KK = g.K * g.K;
+
+  dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
+    constexpr int K = decltype(k_tag)::value;
+    constexpr int S = decltype(s_tag)::value;
+    at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
+      constexpr bool in_place = hooks::lanes_in_place<K, S, scalar_t, acc_t>();  // stages nothing
+      Scratch<acc_t> xp(in_place ? 0 : f.buffer_size()), zflat(in_place ? 0 : f.flat_size(f.planes)), z(count);
+      for (int64_t c = begin; c < end; ++c) {
+        const LaneChannels lane = map.lane_of_param(c);
+        conv_lane<K, S>(plan, xd, g, f, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get());
+        const double mean = sum_flat(z.get(), count) / count;
+        // Second pass for the variance: the sum of squared deviations does
+        // not cancel the way E[z^2] - E[z]^2 does.
+        const double m2 = sum_squared_deviations(z.get(), count, static_cast<acc_t>(mean));
+        const double invstd = invstd_from_moments(static_cast<double>(count), m2, P.eps);
+        mean_d[c] = static_cast<acc_t>(mean);
+        invstd_d[c] = static_cast<acc_t>(invstd);
+        const ScaleShift bn = fold_batch_stats(mean, invstd, P.gamma[c], P.beta[c]);
+        const acc_t a = static_cast<acc_t>(bn.scale), b = static_cast<acc_t>(bn.shift);
+        for (int64_t n = 0; n < g.N; ++n)
+          hooks::affine_block(z.get() + n * plane, plane, 1, plane, yd + (n * g.C + lane.output) * plane, plane, a, b);
+      }
+    });
+  });
+}
+
+}  // namespace SF_CPU_ISA
+}  // namespace cpu
+}  // namespace shufflenet_fused
