@@ -5,7 +5,7 @@ input 224: first conv (stride 2) 224 -> 112, max pool -> 56, then three stages o
 units. The first unit of a stage has stride 2 and sees the stage's input resolution
 (56, 28, 14); the others have stride 1 at half that (28, 14, 7). Each unit's depthwise conv
 has ``mid = out_channels // 4`` channels, and the seed's channel shuffle after it equals
-``F.channel_shuffle(x, mid // group)`` (DESIGN.md section 2), i.e. order ``"shuffle_last"``.
+``F.channel_shuffle(x, mid // group)`` (docs/design.md section 3), i.e. order ``"shuffle_last"``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shufflenet_fused.network import STAGE_OUT_CHANNELS, STAGE_REPEATS  # Megvii's stage widths
+from shufflenet_fused.models.network import STAGE_OUT_CHANNELS, STAGE_REPEATS  # Megvii's stage widths
 
 STAGE_INPUT_H = (56, 28, 14)  # at input 224
 INPUT_SIZE = 224
@@ -28,10 +28,10 @@ MODES = ("eval", "train")
 LAYOUTS = ("nchw", "channels_last")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-# DESIGN.md section 4: the six CPU shapes (N, C, H, stride) of ShuffleNetV1 1.0x g3 with
-# measured baselines. Note (1, 120, 28, 1) and (1, 240, 14, 1) are stride 1 at the input
-# resolution of their stage's stride-2 unit: they are not literally layers of the network
-# (which has (120, 28, 2) and (240, 14, 2)); `--shapes network` runs the network's own.
+# docs/design.md section 10: the six CPU shapes (N, C, H, stride) of ShuffleNetV1 1.0x g3.
+# (1, 120, 28, 1) and (1, 240, 14, 1) are stride 1 at the input resolution of their stage's
+# stride-2 unit: they are not literally layers of the network (which has (120, 28, 2) and
+# (240, 14, 2)); `--shapes network` runs the network's own.
 DESIGN_CPU_SHAPES: tuple[tuple[int, int, int, int], ...] = (
     (1, 60, 56, 2),
     (1, 120, 28, 1),
@@ -194,7 +194,7 @@ def build_cases(
 ) -> list[Case]:
     """Every case of a run, in the order they are measured.
 
-    Op level shapes: ``shapes="design"`` is DESIGN.md section 4's six CPU shapes (1.0x g3);
+    Op level shapes: ``shapes="design"`` is docs/design.md section 10's six CPU shapes (1.0x g3);
     ``"network"`` the distinct depthwise layers of each config at each batch; ``"auto"``
     picks design on CPU with the default config and batches, network otherwise.
     ``op_shapes`` ("N,C,H,stride[,k]") replaces both.
@@ -215,7 +215,7 @@ def build_cases(
                     mode = "design" if plain else "network"
                 if mode == "design":
                     specs = [
-                        (n, OpSpec(c=c, h=h, stride=s, groups=c // 3, where="DESIGN.md 4"))
+                        (n, OpSpec(c=c, h=h, stride=s, groups=c // 3, where="docs/design.md 10"))
                         for n, c, h, s in DESIGN_CPU_SHAPES
                     ]
                 else:

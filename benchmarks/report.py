@@ -1,7 +1,7 @@
 """Console tables, JSON, Markdown and the PNG plot of a run.
 
 Everything is rendered from the run's JSON dict, so a saved ``results.json`` can be rendered
-again: ``python -m benchmarks.report benchmarks/results/<run>/results.json``.
+again: ``python -m benchmarks.report benchmarks/out/<run>/results.json``.
 
 Speedups are ratios of medians taken in the same run, on the same inputs, interleaved:
 ``reference time / fused time`` (above 1: fused is faster).

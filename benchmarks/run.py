@@ -1,9 +1,13 @@
 """Command line of the benchmark suite: ``python -m benchmarks`` or ``python benchmarks/run.py``.
 
-Default (no flags): the op level on CPU, DESIGN.md section 4's six shapes of ShuffleNetV1
-1.0x g3, eval and train, float32 NCHW, the four variants (reference / fused, eager /
-torch.compile) interleaved. Writes results.json, results.md, table.txt and speedup.png to
-``benchmarks/results/<device>-<level>-<date>-<time>/`` and prints the table.
+Default (no flags): the op level on CPU, the six shapes of ShuffleNetV1 1.0x g3 of
+docs/design.md section 10, eval and train, float32 NCHW, the four variants (reference /
+fused, eager / torch.compile) interleaved. Writes results.json, results.md, table.txt and
+speedup.png to ``benchmarks/out/<name>-<date>-<time>/`` (git-ignored) and prints the table.
+With ``--curated`` the run replaces the curated result set ``benchmarks/results/<name>/``
+that the README quotes (``scripts/bench_curated.sh`` regenerates all of them). ``<name>`` is
+``<device>-<level>`` plus what differs from the defaults: ``-<mode>``, ``-<dtypes>``,
+``-<layout>`` (e.g. ``cpu-op``, ``cpu-op-bfloat16``, ``cpu-model-eval``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import datetime as _dt
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=_csv,
         default=None,
         help="batch sizes, comma-separated (default: 1,32 on CPU, 1,64,256 on CUDA; at the op "
-        "level on CPU the default is DESIGN.md's six shapes, which fix their batches)",
+        "level on CPU the default is docs/design.md section 10's six shapes, which fix their batches)",
     )
     p.add_argument(
         "--config",
@@ -65,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--shapes",
         default="auto",
         choices=["auto", "design", "network"],
-        help="op-level shapes: design = DESIGN.md section 4's six CPU shapes (1.0x g3); network = "
+        help="op-level shapes: design = docs/design.md section 10's six CPU shapes (1.0x g3); network = "
         "the distinct depthwise layers of each --config at each --batch; auto = design on "
         "CPU with default config and batches, network otherwise",
     )
@@ -104,15 +109,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="few samples (a smoke run; numbers are rough); default output under benchmarks/out/",
+        help="few samples (a smoke run; numbers are rough)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     p.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="output folder (default benchmarks/results/<device>-<level>-<date>-<time>/, "
-        "or benchmarks/out/... with --quick)",
+        help="output folder (default benchmarks/out/<name>-<date>-<time>/, git-ignored; "
+        "<name> = <device>-<level>[-<mode>][-<dtypes>][-<layout>])",
+    )
+    p.add_argument(
+        "--curated",
+        action="store_true",
+        help="write the run to the curated result set benchmarks/results/<name>/ (committed, quoted "
+        "by the README), replacing what is there; scripts/bench_curated.sh regenerates them all",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
@@ -141,7 +152,7 @@ def resolve(args: argparse.Namespace) -> dict:
         batches = [int(b) for b in args.batch] if args.batch else None
     except ValueError:
         fail(f"--batch wants integers, got {args.batch}")
-    dtypes = args.dtype or (["float32", "bfloat16"] if args.device == "cuda" else ["float32"])
+    dtypes = args.dtype or default_dtypes(args.device)
     for d in dtypes:
         if d not in cases_mod.DTYPES:
             fail(f"unknown dtype {d!r}; known: {', '.join(cases_mod.DTYPES)}")
@@ -164,11 +175,15 @@ def resolve(args: argparse.Namespace) -> dict:
     )
     if settings.max_rounds < settings.min_rounds:
         fail("--max-rounds is below --min-rounds")
-    out = args.out
-    if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = "out" if args.quick else "results"
-        out = REPO_ROOT / "benchmarks" / folder / f"{args.device}-{args.level}-{stamp}"
+    if args.curated and (args.out is not None or args.quick):
+        fail("--curated writes the full run to benchmarks/results/<name>/: not with --out or --quick")
+    name = run_name(args.device, args.level, args.mode, dtypes, args.layout)
+    if args.curated:
+        out = CURATED_DIR / name
+    elif args.out is not None:
+        out = args.out
+    else:
+        out = REPO_ROOT / "benchmarks" / "out" / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     return dict(
         levels=levels,
         modes=modes,
@@ -180,6 +195,37 @@ def resolve(args: argparse.Namespace) -> dict:
         timing=settings,
         out=out,
     )
+
+
+CURATED_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def default_dtypes(device: str) -> list[str]:
+    return ["float32", "bfloat16"] if device == "cuda" else ["float32"]
+
+
+def run_name(device: str, level: str, mode: str, dtypes: list[str], layout: str) -> str:
+    """``<device>-<level>`` plus what differs from the defaults, e.g. ``cpu-op``,
+    ``cpu-op-bfloat16``, ``cpu-op-channels_last``, ``cpu-model-eval``."""
+    parts = [device, level]
+    if mode != "both":
+        parts.append(mode)
+    if dtypes != default_dtypes(device):
+        parts.append("-".join(dtypes))
+    if layout != "nchw":
+        parts.append(layout)
+    return "-".join(parts)
+
+
+def write_curated(run: dict, out: Path) -> dict[str, Path]:
+    """Write the run next to ``out`` and then put it in ``out``'s place, so that a run that
+    fails while writing leaves the previous curated set as it was."""
+    staging = out.with_name(f".{out.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    files = report.write_all(run, staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return {kind: out / path.name for kind, path in files.items()}
 
 
 def method_notes(device: str, timing_settings: timing.TimingSettings, optimizer_step: bool) -> list[str]:
@@ -317,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             "shapes": args.shapes,
             "op_shapes": args.op_shape,
             "quick": args.quick,
+            "curated": args.curated,
             "timing": cfg["timing"].__dict__,
         },
         "memory_method": timing.CUDA_MEMORY_METHOD if args.device == "cuda" else timing.CPU_MEMORY_METHOD,
@@ -327,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "cases": case_dicts,
     }
     run["method"].append(f"Peak memory: {run['memory_method']}")
-    files = report.write_all(run, cfg["out"])
+    files = write_curated(run, cfg["out"]) if args.curated else report.write_all(run, cfg["out"])
     print(report.console_tables(run))
     print()
     for kind, path in files.items():

@@ -169,7 +169,7 @@ class Workload:
 
     def _op_runner(self, fused: bool, compiled: bool) -> Runner:
         import shufflenet_fused as sf
-        from shufflenet_fused import reference
+        from shufflenet_fused.ops import reference
 
         spec = self.case.spec
         assert isinstance(spec, OpSpec)
@@ -178,7 +178,7 @@ class Workload:
         if compiled:
             fn = torch.compile(fn, dynamic=False)
         # Conv weight in the input dtype; BN parameters and running stats stay float32
-        # (DESIGN.md section 2, as nn.BatchNorm2d under autocast).
+        # (docs/design.md section 7, as nn.BatchNorm2d under autocast).
         w = self.params["weight"].to(self.device, self.dtype).requires_grad_(train)
         g = self.params["bn_weight"].to(self.device).requires_grad_(train)
         b = self.params["bn_bias"].to(self.device).requires_grad_(train)

@@ -8,7 +8,7 @@ NCHW and bfloat16 channels_last.
 Method: the variants of one configuration are timed interleaved (round-robin), each sample
 a CUDA-event timed batch of calls sized to take >= ~0.3 ms, median of the samples. Every
 configuration also times a device-to-device copy of the bytes the fused kernel must move
-(read + write, see benchmarks/NOTES.md), in the same run, so "% of copy" is achieved bandwidth
+(read + write, see docs/cuda.md), in the same run, so "% of copy" is achieved bandwidth
 relative to what this card really copies. Bounded: compile variants stop being added after
 --compile-budget-s, everything stops after --budget-s (remaining configs are recorded as skipped).
 
@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import shufflenet_fused as sf  # noqa: E402
-from shufflenet_fused import reference  # noqa: E402
+from shufflenet_fused.ops import reference  # noqa: E402
 
 FLOOR_BW = 3.0e12  # H100 copy bandwidth used for the design floors (bytes/s, read + write)
 
@@ -47,7 +47,7 @@ def layers(model: str) -> list[tuple[int, int, int]]:
 
 
 def bytes_moved(n, c, h, stride, elem, mode):
-    """Bytes the fused passes must move (see NOTES.md): eval x + y; train fwd 2x + y and the
+    """Bytes the fused passes must move (see docs/cuda.md): eval x + y; train fwd 2x + y and the
     backward 2x + 2g + gx + dz written and read (float32)."""
     ho = (h - 1) // stride + 1
     x = n * c * h * h * elem

@@ -1,8 +1,7 @@
 // Small CPU tensors (per-channel BN parameters and statistics, the conv
 // weight, the weight/BN gradients) to and from std::vector<double>, read and
-// written in place: no temporary tensors. Each `.to(kDouble)` costs about a
-// microsecond, and at batch 1 the op entry used to spend as long converting
-// its half-dozen parameter tensors as the kernel spends computing.
+// written in place: no temporary tensors. A `.to(kDouble)` per parameter
+// tensor would cost, at batch 1, about as much as the kernel itself.
 #pragma once
 
 #include <ATen/ATen.h>
