@@ -24,7 +24,7 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "[setup] installing $TORCH_SPEC (a few GB; about a minute when it is cached on disk)"
   "$PY" -m pip install -q "$TORCH_SPEC"
 fi
-"$PY" -m pip install -q "setuptools>=64" wheel ninja pytest hypothesis pytest-benchmark numpy matplotlib ruff
+"$PY" -m pip install -q "setuptools>=77" wheel ninja pytest hypothesis pytest-benchmark numpy matplotlib ruff
 
 # torch guesses CUDA_HOME=/usr/local from /usr/local/bin/nvcc; setup.py also fixes this.
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi

@@ -1,16 +1,20 @@
-"""shufflenet_fused: channel shuffle + depthwise conv + BatchNorm fused into one kernel."""
+"""shufflenet_fused: channel shuffle + depthwise conv + BatchNorm fused into one kernel.
 
-from . import reference
-from ._ops import cuda_kernels_built
-from .blocks import ShuffleV1Block
-from .checkpoint import CheckpointError, load_megvii_checkpoint
-from .functional import shuffle_dwconv_bn
-from .fuse import fuse
-from .network import ShuffleNetV1
-from .validation import ValidationError, validating
+The op lives in :mod:`shufflenet_fused.ops`, the ShuffleNetV1 models in
+:mod:`shufflenet_fused.models`; their public names are re-exported here.
+"""
+
+from . import checkpoint, models, ops
+from ._version import __version__
+from .models import CheckpointError, ShuffleNetV1, ShuffleV1Block, fuse, load_megvii_checkpoint
+from .ops import ValidationError, cuda_kernels_built, reference, shuffle_dwconv_bn, validating
 
 __all__ = [
+    "__version__",
+    "checkpoint",
     "cuda_kernels_built",
+    "models",
+    "ops",
     "reference",
     "shuffle_dwconv_bn",
     "ShuffleV1Block",
@@ -21,4 +25,3 @@ __all__ = [
     "ValidationError",
     "validating",
 ]
-__version__ = "0.1.0"

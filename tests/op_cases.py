@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 import shufflenet_fused as sf
-from shufflenet_fused import reference
+from shufflenet_fused.ops import reference
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import shufflenet_fused as sf
-from shufflenet_fused.checkpoint import CheckpointError, preprocess_like_megvii
+from shufflenet_fused.models.checkpoint import CheckpointError, preprocess_like_megvii
 
 
 def _small_model(seed: int, **kwargs) -> sf.ShuffleNetV1:

@@ -20,8 +20,8 @@ from op_cases import (
 )
 
 import shufflenet_fused as sf
-from shufflenet_fused import reference
-from shufflenet_fused._ops import ops
+from shufflenet_fused.ops import reference
+from shufflenet_fused.ops._library import ops
 
 ORDER = ["baseline", "avx2", "avx512"]
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import shufflenet_fused as sf
-from shufflenet_fused import reference
+from shufflenet_fused.ops import reference
 
 ops = torch.ops.shufflenet_fused
 

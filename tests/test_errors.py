@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import shufflenet_fused as sf
-from shufflenet_fused import reference
-from shufflenet_fused._ops import ops
+from shufflenet_fused.ops import reference
+from shufflenet_fused.ops._library import ops
 
 C = 6
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import shufflenet_fused as sf
-from shufflenet_fused import functional
-from shufflenet_fused.fuse import is_megvii_block
+from shufflenet_fused.models.fuse import is_megvii_block
+from shufflenet_fused.ops import functional
 
 
 def _megvii_model(megvii, **kwargs):

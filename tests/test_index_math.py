@@ -16,7 +16,7 @@ import random
 import pytest
 import torch
 
-from shufflenet_fused import reference
+from shufflenet_fused.ops import reference
 
 ops = torch.ops.shufflenet_fused
 

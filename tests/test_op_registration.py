@@ -7,7 +7,7 @@ import torch
 from op_cases import Case, make_inputs
 
 import shufflenet_fused as sf
-from shufflenet_fused._ops import ops
+from shufflenet_fused.ops._library import ops
 
 
 @pytest.mark.parametrize("order", ["shuffle_first", "shuffle_last"])

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import shufflenet_fused as sf
-from shufflenet_fused import functional, reference, validation
+from shufflenet_fused.ops import functional, reference, validation
 
 
 class _Features(nn.Module):

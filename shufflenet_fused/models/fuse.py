@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._checks import KERNEL_SIZES
+from ..ops._checks import KERNEL_SIZES
 from .blocks import ShuffleV1Block
 
 __all__ = ["fuse", "is_megvii_block"]

@@ -1,8 +1,9 @@
-"""Loads the compiled kernels and registers their fake (meta) kernels.
+"""The ``shufflenet_fused`` operator library: loads the compiled kernels, registers their fake kernels.
 
 The schemas live in csrc/ops.cpp; the CPU/CUDA kernels and the autograd
-formulas (csrc/autograd.cpp) register themselves when ``_C`` is imported.
-What torch.compile needs beyond that, the fake kernels, is registered here.
+formulas (csrc/autograd.cpp) register themselves when ``shufflenet_fused._C``
+is imported. What torch.compile needs beyond that, the fake (meta) kernels, is
+registered here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (loading it registers torch.ops.shufflenet_fused.*)
+from .. import _C  # noqa: F401  (loading it registers torch.ops.shufflenet_fused.*)
 
 ops = torch.ops.shufflenet_fused
 
@@ -20,7 +21,7 @@ def stat_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _out_shape(input: Tensor, weight: Tensor, stride: int) -> tuple:
+def _out_shape(input: Tensor, weight: Tensor, stride: int) -> tuple[int, int, int, int]:
     n, c, h, w = input.shape
     k = weight.shape[-1]
     pad = k // 2
@@ -28,13 +29,13 @@ def _out_shape(input: Tensor, weight: Tensor, stride: int) -> tuple:
 
 
 def _memory_format(input: Tensor) -> torch.memory_format:
-    # Mirrors output_memory_format() in csrc/op_checks.h.
+    # Mirrors output_memory_format() in csrc/common/checks.h.
     if input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
 
 
-def _new_output(input: Tensor, shape: tuple) -> Tensor:
+def _new_output(input: Tensor, shape: tuple[int, ...]) -> Tensor:
     return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=_memory_format(input))
 
 
@@ -52,7 +53,10 @@ def _check_devices(input: Tensor, **tensors: Tensor | None) -> None:
 
 
 @torch.library.register_fake("shufflenet_fused::dwconv_bn_eval")
-def _eval_fake(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last):
+def _eval_fake(
+    input: Tensor, weight: Tensor, running_mean: Tensor, running_var: Tensor, bn_weight: Tensor | None,
+    bn_bias: Tensor | None, groups: int, stride: int, eps: float, shuffle_last: bool,
+) -> Tensor:
     _check_devices(
         input, weight=weight, running_mean=running_mean, running_var=running_var, bn_weight=bn_weight, bn_bias=bn_bias
     )
@@ -60,7 +64,10 @@ def _eval_fake(input, weight, running_mean, running_var, bn_weight, bn_bias, gro
 
 
 @torch.library.register_fake("shufflenet_fused::dwconv_bn_train")
-def _train_fake(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last):
+def _train_fake(
+    input: Tensor, weight: Tensor, bn_weight: Tensor | None, bn_bias: Tensor | None, groups: int, stride: int,
+    eps: float, shuffle_last: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     _check_devices(input, weight=weight, bn_weight=bn_weight, bn_bias=bn_bias)
     c = input.shape[1]
     stats = input.new_empty((c,), dtype=stat_dtype(input.dtype))
@@ -68,7 +75,10 @@ def _train_fake(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_
 
 
 @torch.library.register_fake("shufflenet_fused::dwconv_bn_backward")
-def _backward_fake(grad_output, input, weight, bn_weight, mean, invstd, groups, stride, shuffle_last, training):
+def _backward_fake(
+    grad_output: Tensor, input: Tensor, weight: Tensor, bn_weight: Tensor | None, mean: Tensor, invstd: Tensor,
+    groups: int, stride: int, shuffle_last: bool, training: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_devices(input, grad_output=grad_output, weight=weight, bn_weight=bn_weight, mean=mean, invstd=invstd)
     c = input.shape[1]
     bn_dtype = bn_weight.dtype if bn_weight is not None else stat_dtype(input.dtype)
@@ -81,7 +91,9 @@ def _backward_fake(grad_output, input, weight, bn_weight, mean, invstd, groups, 
 
 
 @torch.library.register_fake("shufflenet_fused::update_running_stats")
-def _update_running_stats_fake(running_mean, running_var, mean, invstd, momentum, eps, count):
+def _update_running_stats_fake(
+    running_mean: Tensor, running_var: Tensor, mean: Tensor, invstd: Tensor, momentum: float, eps: float, count: int
+) -> None:
     _check_devices(running_mean, running_var=running_var, mean=mean, invstd=invstd)
     return None
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import functional, reference, validation
-from ._checks import KERNEL_SIZES
+from ..ops import functional, reference, validation
+from ..ops._checks import KERNEL_SIZES
 
 
 def batch_norm_arguments(bn: _BatchNorm) -> tuple[Tensor | None, Tensor | None, bool, float]:

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from . import validation
 from ._checks import ORDERS, check_args
-from ._ops import ops
+from ._library import ops
 
 
 def shuffle_dwconv_bn(
@@ -67,7 +67,9 @@ _eval_op = ops.dwconv_bn_eval.default
 _train_op = ops.dwconv_bn_train.default
 
 
-def _eval_fast_path_applies(running_mean, running_var, groups, stride, order) -> bool:
+def _eval_fast_path_applies(
+    running_mean: Tensor | None, running_var: Tensor | None, groups: object, stride: object, order: str
+) -> bool:
     # What the op cannot check (the order string, Python int arguments, both
     # running statistics given), and no torch.compile tracing or validation.
     return (
@@ -81,8 +83,11 @@ def _eval_fast_path_applies(running_mean, running_var, groups, stride, order) ->
     )
 
 
-def _fused(input, weight, running_mean, running_var, bn_weight, bn_bias, *, groups, stride, training,
-           momentum, eps, order):  # fmt: skip
+def _fused(
+    input: Tensor, weight: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+    bn_weight: Tensor | None, bn_bias: Tensor | None, *, groups: int, stride: int, training: bool,
+    momentum: float, eps: float, order: str,
+) -> Tensor:
     shuffle_last = order == "shuffle_last"
     if not training:
         return _eval_op(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
