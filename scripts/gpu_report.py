@@ -53,9 +53,9 @@ def demangle(names: list[str]) -> list[str]:
 
 
 def short_kernel(name: str) -> str:
-    name = name.replace("shufflenet_fused::cuda_kernels::", "").replace("shufflenet_fused::work::", "")
+    name = name.replace("shufflenet_fused::cuda::", "").replace("shufflenet_fused::tiled::", "")
     for i, mode in enumerate(("Eval", "Stats", "GradStats", "Dz")):
-        name = name.replace(f"(Mode){i}", mode)
+        name = name.replace(f"(TilePass){i}", mode)
     name = name.replace("c10::Half", "half").replace("c10::BFloat16", "bf16")
     return re.sub(r"\(.*", "", name).replace("void ", "")
 

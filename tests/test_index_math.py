@@ -1,11 +1,13 @@
 """The CUDA backend's index math and algorithm, checked on the CPU.
 
-``torch.ops.shufflenet_fused._debug_emulate_*`` (csrc/cpu/index_math_check.cpp) run the
-CUDA kernels' work functions (csrc/cuda/work.h, csrc/dwconv_math.h) unit by unit and lane by
-lane through the same pass sequence as the CUDA executor (csrc/cuda/pipeline.h): the same tiles,
-halos, border checks, channel map, partial slots and reduction orders, BN folding and backward
-coefficients. Outputs and workspaces start as NaN, so an element that no work unit writes fails
-the comparison. Only the CUDA syntax around those functions is left for tests/test_cuda.py.
+``torch.ops.shufflenet_fused._debug_emulate_*`` (csrc/tiled/emulator_test_ops.cpp) run the
+CUDA kernels' lane work (csrc/tiled/: tile_plan.h, lane_table.h, lane_work.h, finalize.h,
+conv_window.h) unit by unit and lane by lane through the same pass sequence as the CUDA
+executor (csrc/tiled/pipeline.h): the same tiles, halos, border checks, channel map, partial
+slots and reduction orders, BN folding and backward coefficients. Outputs and workspaces start
+as NaN, so an element that no work unit writes fails the comparison. Only the CUDA syntax
+around those functions is left for tests/test_cuda.py. The channel map and window helpers
+(``_debug_channel_map``, ``_debug_windows``) come from csrc/common/index_math_test_ops.cpp.
 """
 
 from __future__ import annotations

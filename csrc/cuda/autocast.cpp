@@ -13,6 +13,7 @@
 #include <tuple>
 
 namespace shufflenet_fused {
+namespace cuda {
 namespace {
 
 at::Tensor to_autocast(const at::Tensor& t) {
@@ -49,4 +50,5 @@ TORCH_LIBRARY_IMPL(shufflenet_fused, AutocastCUDA, m) {
   m.impl("dwconv_bn_train", &dwconv_bn_train_autocast);
 }
 
+}  // namespace cuda
 }  // namespace shufflenet_fused

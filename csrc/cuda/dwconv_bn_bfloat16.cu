@@ -1,4 +1,4 @@
-// CUDA kernels of the fused ops for bfloat16 input (see entry_impl.cuh).
-#include "entry_impl.cuh"
+// CUDA kernels of the fused ops for bfloat16 input (see launcher.cuh).
+#include "cuda/launcher.cuh"
 
-SHUFFLENET_FUSED_INSTANTIATE_CUDA(c10::BFloat16)
+SF_INSTANTIATE_CUDA(c10::BFloat16)

@@ -1,12 +1,17 @@
-// CUDA registrations of the fused ops: argument checks (the CPU ops' checks
-// plus "input is a CUDA tensor"), the device guard and the dtype dispatch to
-// the per-dtype entry points (entry.h).
+// CUDA registrations of the fused ops: argument checks (common/checks.h, as
+// the CPU ops, plus "input is a CUDA tensor"), the device guard and the dtype
+// dispatch to the per-dtype entry points (launcher.h).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/util/Optional.h>
 #include <torch/library.h>
 
-#include "entry.h"
+#include <tuple>
+
+#include "common/checks.h"
+#include "cuda/launcher.h"
+#include "tiled/pipeline.h"
 
 namespace shufflenet_fused {
 namespace cuda {
@@ -23,10 +28,10 @@ at::Tensor dwconv_bn_eval_cuda(const at::Tensor& input, const at::Tensor& weight
                                const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride,
                                double eps, bool shuffle_last) {
   const ConvGeometry g =
-      pipeline::check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
+      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
   check_on_cuda(input);
   const c10::cuda::CUDAGuard device_guard(input.device());
-  const pipeline::Prepared pr = pipeline::prepare(input, weight, g, groups, shuffle_last);
+  const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last);
   return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "dwconv_bn_eval_cuda",
                                          [&] { return eval<scalar_t>(pr, running_mean, running_var, bn_weight,
                                                                      bn_bias, eps); });
@@ -35,10 +40,10 @@ at::Tensor dwconv_bn_eval_cuda(const at::Tensor& input, const at::Tensor& weight
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cuda(
     const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps, bool shuffle_last) {
-  const ConvGeometry g = pipeline::check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
+  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
   check_on_cuda(input);
   const c10::cuda::CUDAGuard device_guard(input.device());
-  const pipeline::Prepared pr = pipeline::prepare(input, weight, g, groups, shuffle_last);
+  const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last);
   return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "dwconv_bn_train_cuda",
                                          [&] { return train<scalar_t>(pr, bn_weight, bn_bias, eps); });
 }
@@ -48,10 +53,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cu
     const c10::optional<at::Tensor>& bn_weight, const at::Tensor& mean, const at::Tensor& invstd,
     int64_t groups, int64_t stride, bool shuffle_last, bool training) {
   const ConvGeometry g =
-      pipeline::check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
+      check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
   check_on_cuda(input);
   const c10::cuda::CUDAGuard device_guard(input.device());
-  const pipeline::Prepared pr = pipeline::prepare(input, weight, g, groups, shuffle_last, grad_output);
+  const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last, grad_output);
   const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
   return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                          "dwconv_bn_backward_cuda", [&] {

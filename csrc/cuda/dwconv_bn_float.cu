@@ -1,4 +1,4 @@
-// CUDA kernels of the fused ops for float input (see entry_impl.cuh).
-#include "entry_impl.cuh"
+// CUDA kernels of the fused ops for float input (see launcher.cuh).
+#include "cuda/launcher.cuh"
 
-SHUFFLENET_FUSED_INSTANTIATE_CUDA(float)
+SF_INSTANTIATE_CUDA(float)

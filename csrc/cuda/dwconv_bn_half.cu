@@ -1,4 +1,4 @@
-// CUDA kernels of the fused ops for half input (see entry_impl.cuh).
-#include "entry_impl.cuh"
+// CUDA kernels of the fused ops for half input (see launcher.cuh).
+#include "cuda/launcher.cuh"
 
-SHUFFLENET_FUSED_INSTANTIATE_CUDA(c10::Half)
+SF_INSTANTIATE_CUDA(c10::Half)

@@ -1,51 +1,33 @@
-// Per-element and per-window math of the CUDA kernels, written once for host
+// Per-element and per-window math of the tiled kernels, written once for host
 // and device.
 //
 // Every function here is SF_HD on raw pointers, with no CUDA intrinsics and no
-// ATen: the CUDA kernels (csrc/cuda/) call them per lane, and the CPU debug
-// ops (csrc/cpu/index_math_check.cpp) call the very same functions in plain
-// loops, so the CPU test suite checks the GPU's index, border and BN math.
+// ATen: the CUDA kernels (csrc/cuda/kernels.cuh) call them per lane, and the
+// CPU emulator (csrc/tiled/emulator_test_ops.cpp) calls the very same
+// functions in plain loops, so the CPU test suite checks the GPU's index,
+// border and window math.
 //
-// Vocabulary used by the kernels:
-//   lane channel c  an *input* channel; the kernels walk input channels so
-//                   that loads are contiguous (channels_last) and each lane's
-//                   reductions (BN statistics, weight gradient) belong to one
-//                   parameter channel. Output channel = dst(c), parameter
-//                   channel = c (shuffle_last) or dst(c) (shuffle_first).
-//   chunk           kChunk consecutive outputs along W computed together, so
-//                   that one lane reuses the overlapping input window.
+// A chunk is kChunk consecutive outputs along W computed together, so that one
+// lane reuses the overlapping input window.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
-#include "common/bn_math.h"
-#include "common/channel_map.h"
-#include "common/conv_geometry.h"
+#include "common/host_device.h"
 
-#if defined(__CUDACC__)
-#define SF_UNROLL _Pragma("unroll")
-#else
-#define SF_UNROLL
-#endif
 
 namespace shufflenet_fused {
-namespace math {
+namespace tiled {
 
 // Outputs along W that one lane computes from one window of registers.
 constexpr int kChunk = 4;
 
-template <int K, int S>
-struct Window {
-  static constexpr int kTaps = K * K;
-  static constexpr int kPad = K / 2;
-  // Input columns under one chunk of kChunk outputs.
-  static constexpr int kSeg = (kChunk - 1) * S + K;
-  // ... rounded up to a multiple of 4 so a staged row segment is read with
-  // 16-byte shared-memory loads.
-  static constexpr int kSegPadded = (kSeg + 3) / 4 * 4;
-};
+// Input columns under one chunk of kChunk outputs.
+SF_HD constexpr int chunk_segment(int K, int S) { return (kChunk - 1) * S + K; }
+// ... rounded up to a multiple of 4 so a staged row segment is read with
+// 16-byte shared-memory loads.
+SF_HD constexpr int padded_chunk_segment(int K, int S) { return (chunk_segment(K, S) + 3) / 4 * 4; }
 
 // ---------------------------------------------------------- row loaders ----
 
@@ -126,7 +108,8 @@ struct GlobalRows {
     // Columns e in [e_lo, e_hi) of the segment are inside the image.
     const int e_lo = iw0 < 0 ? static_cast<int>(-iw0 < N ? -iw0 : N) : 0;
     const int64_t right = W - iw0;
-    const int e_hi = right < Window<K, S>::kSeg ? static_cast<int>(right < 0 ? 0 : right) : Window<K, S>::kSeg;
+    constexpr int cols = chunk_segment(K, S);
+    const int e_hi = right < cols ? static_cast<int>(right < 0 ? 0 : right) : cols;
     const scalar_t* p = base + ih * row_stride + iw0 * col_stride;
     SF_UNROLL
     for (int e = 0; e < N; ++e)
@@ -179,7 +162,7 @@ SF_HD void conv_chunk(const Rows& rows, const W& w, acc_t (&z)[kChunk]) {
   for (int v = 0; v < kChunk; ++v) z[v] = acc_t(0);
   SF_UNROLL
   for (int kh = 0; kh < K; ++kh) {
-    acc_t seg[Window<K, S>::kSegPadded];
+    acc_t seg[padded_chunk_segment(K, S)];
     if (!rows.load(kh, seg)) continue;
     SF_UNROLL
     for (int kw = 0; kw < K; ++kw) {
@@ -195,7 +178,7 @@ template <int K, int S, typename acc_t, typename Rows>
 SF_HD void accumulate_weight_grad_chunk(const Rows& rows, const acc_t (&dz)[kChunk], acc_t (&gw)[K * K]) {
   SF_UNROLL
   for (int kh = 0; kh < K; ++kh) {
-    acc_t seg[Window<K, S>::kSegPadded];
+    acc_t seg[padded_chunk_segment(K, S)];
     if (!rows.load(kh, seg)) continue;
     SF_UNROLL
     for (int kw = 0; kw < K; ++kw) {
@@ -233,5 +216,5 @@ SF_HD acc_t grad_input_gather(const acc_t* dz, int64_t row_stride, int64_t col_s
   return s;
 }
 
-}  // namespace math
+}  // namespace tiled
 }  // namespace shufflenet_fused

@@ -1,39 +1,45 @@
-// Test-only ops: the CUDA backend's algorithm, run on the CPU.
+// Test-only ops: the CUDA backend's algorithm, run on the CPU. Built only with
+// SHUFFLENET_FUSED_TEST_OPS=1.
 //
 // There may be no GPU where the tests run, so the CUDA kernels' per-element
-// logic is checked here: EmuExec executes the work functions of
-// csrc/cuda/work.h (staging, windows, borders, the channel map, partial
-// slots, warp and strand reduction orders, BN folding and backward
-// coefficients) unit by unit and lane by lane, driven by the same pass
-// sequence (csrc/cuda/pipeline.h) as the CUDA executor. Only the CUDA
-// syntax around them (threads, shuffles, barriers, 16-byte loads) is not
-// exercised. float64 and float32 only; outputs and workspaces are filled
-// with NaN first, so an element no unit writes shows up in the tests.
+// logic is checked here: EmuExec executes the lane work of csrc/tiled/
+// (staging, windows, borders, the channel map, partial slots, warp and strand
+// reduction orders, BN folding and backward coefficients) unit by unit and
+// lane by lane, driven by the same pass sequence (tiled/pipeline.h) as the
+// CUDA executor. Only the CUDA syntax around them (threads, shuffles,
+// barriers, 16-byte loads) is not exercised. float64 and float32 only;
+// outputs and workspaces are filled with NaN first, so an element no unit
+// writes shows up in the tests.
 //
 //   _debug_emulate_eval / _train / _backward   same schemas as the real ops
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
+#include <tuple>
 #include <vector>
 
-#include "tiled/pipeline.h"
+#include "common/channel_map.h"
+#include "common/checks.h"
+#include "tiled/conv_window.h"
+#include "tiled/finalize.h"
+#include "tiled/lane_table.h"
 #include "tiled/lane_work.h"
+#include "tiled/pipeline.h"
+#include "tiled/tile_plan.h"
 
 namespace shufflenet_fused {
-namespace emulate {
+namespace tiled {
 namespace {
-
-using work::kFinalStrands;
-using work::kLanes;
-using work::Mode;
 
 // The kernels' shuffle-down tree: lane 0 ends with the combined value.
 template <typename P>
 P warp_tree(std::vector<P>& lanes) {
   for (int offset = kLanes / 2; offset > 0; offset >>= 1)
-    for (int l = 0; l < offset; ++l) lanes[l] = work::combine(lanes[l], lanes[l + offset]);
+    for (int l = 0; l < offset; ++l) lanes[l] = combine(lanes[l], lanes[l + offset]);
   return lanes[0];
 }
 
@@ -48,102 +54,104 @@ struct EmuExec {
   void fresh(at::Tensor& t) { t.fill_(std::numeric_limits<double>::quiet_NaN()); }
 
   template <typename scalar_t, typename acc_t>
-  void prep(work::Prep kind, const work::PrepArgs<scalar_t, acc_t>& a) {
-    for (int64_t c = 0; c < a.C; ++c) work::prep_lane(kind, a, c);
+  void prep(Prep kind, const PrepArgs<scalar_t, acc_t>& a) {
+    for (int64_t c = 0; c < a.C; ++c) prep_lane(kind, a, c);
   }
 
-  template <Mode M, int K, int S, typename scalar_t, typename acc_t>
-  void tile(const work::TileArgs<scalar_t, acc_t>& a, const work::TilePlan& p) {
-    using Acc = work::LaneAcc<M, K * K, acc_t>;
-    const ChannelMap map(a.geo.C, a.geo.groups, a.geo.shuffle_last);
-    std::vector<typename Acc::Partial> partials(kLanes);
+  template <TilePass P, int K, int S, typename scalar_t, typename acc_t>
+  void tile(const TileArgs<scalar_t, acc_t>& a, const TilePlan& p) {
+    using Acc = LaneAcc<P, K * K, acc_t>;
+    const ChannelMap map = a.geo.channel_map();
+    std::vector<typename Acc::Partial> lane_partials(kLanes);
     std::vector<acc_t> tile(a.geo.channels_last ? 0 : p.smem_elems);
     for (int64_t u = 0; u < p.units; ++u) {
       if (a.geo.channels_last) {
-        const work::Unit unit = work::decode_cl_unit(u, p.tiles_h, p.tiles_w, p.channel_groups);
+        const Unit unit = decode_cl_unit(u, p.tiles_h, p.tiles_w, p.channel_groups);
         for (int lane = 0; lane < kLanes; ++lane) {
           const int64_t c = unit.c + lane;
           if (c >= a.geo.C) continue;
-          work::LaneCoefs<K * K, acc_t> coefs;
-          work::load_lane_coefs(a.table, a.geo.C, c, coefs);
+          LaneCoefs<K * K, acc_t> coefs;
+          load_lane_coefs(a.table, a.geo.C, c, coefs);
           Acc acc;
-          work::cl_lane_work<M, K, S>(a, p, unit, map.lane_of_input(c), coefs, acc);
-          if constexpr (M != Mode::Eval) work::write_partial<M, K * K>(a, p.slots, unit.slot, c, acc.partial());
+          cl_lane_work<P, K, S>(a, p, unit, map.lane_of_input(c), coefs, acc);
+          if constexpr (P != TilePass::Eval) write_partial<P, K * K>(a, p.slots, unit.slot, c, acc.partial());
         }
       } else {
-        const work::Unit unit = work::decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
+        const Unit unit = decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
         std::fill(tile.begin(), tile.end(), std::numeric_limits<acc_t>::quiet_NaN());
-        for (int lane = 0; lane < kLanes; ++lane) work::nchw_stage_input<K, S>(a, p, unit, tile.data(), lane, kLanes);
-        work::LaneCoefs<K * K, acc_t> coefs;
-        work::load_lane_coefs(a.table, a.geo.C, unit.c, coefs);
+        for (int lane = 0; lane < kLanes; ++lane) nchw_stage_input<K, S>(a, p, unit, tile.data(), lane, kLanes);
+        LaneCoefs<K * K, acc_t> coefs;
+        load_lane_coefs(a.table, a.geo.C, unit.c, coefs);
         const LaneChannels channels = map.lane_of_input(unit.c);
         for (int lane = 0; lane < kLanes; ++lane) {
           Acc acc;
-          work::nchw_lane_work<M, K, S>(a, p, unit, channels, coefs, tile.data(), lane, kLanes, acc);
-          partials[lane] = acc.partial();
+          nchw_lane_work<P, K, S>(a, p, unit, channels, coefs, tile.data(), lane, kLanes, acc);
+          lane_partials[lane] = acc.partial();
         }
-        if constexpr (M != Mode::Eval)
-          work::write_partial<M, K * K>(a, p.slots, unit.slot, unit.c, warp_tree(partials));
+        if constexpr (P != TilePass::Eval)
+          write_partial<P, K * K>(a, p.slots, unit.slot, unit.c, warp_tree(lane_partials));
       }
     }
   }
 
   template <int K, int S, typename scalar_t, typename acc_t>
-  void input_grad(const work::InputGradArgs<scalar_t, acc_t>& a, const work::InputGradPlan& p) {
+  void input_grad(const InputGradArgs<scalar_t, acc_t>& a, const InputGradPlan& p) {
     std::vector<acc_t> tile(a.geo.channels_last ? 0 : p.smem_elems);
-    math::Taps<K * K, acc_t> w;
+    Taps<K * K, acc_t> w;
     for (int64_t u = 0; u < p.units; ++u) {
       if (a.geo.channels_last) {
-        const work::Unit unit = work::decode_cl_unit(u, p.tiles_h, p.tiles_w, p.channel_groups);
+        const Unit unit = decode_cl_unit(u, p.tiles_h, p.tiles_w, p.channel_groups);
         for (int lane = 0; lane < kLanes; ++lane) {
           const int64_t c = unit.c + lane;
           if (c >= a.geo.C) continue;
           w.load(a.table + c, a.geo.C);
-          work::cl_input_grad_lane<K, S>(a, p, unit, c, w);
+          cl_input_grad_lane<K, S>(a, p, unit, c, w);
         }
       } else {
-        const work::Unit unit = work::decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
+        const Unit unit = decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
         std::fill(tile.begin(), tile.end(), std::numeric_limits<acc_t>::quiet_NaN());
-        for (int lane = 0; lane < kLanes; ++lane) work::nchw_stage_dz<K, S>(a, p, unit, tile.data(), lane, kLanes);
+        for (int lane = 0; lane < kLanes; ++lane) nchw_stage_dz<K, S>(a, p, unit, tile.data(), lane, kLanes);
         w.load(a.table + unit.c, a.geo.C);
         for (int lane = 0; lane < kLanes; ++lane)
-          work::nchw_input_grad_lane<K, S>(a, p, unit, w, tile.data(), lane, kLanes);
+          nchw_input_grad_lane<K, S>(a, p, unit, w, tile.data(), lane, kLanes);
       }
     }
   }
 
   template <typename scalar_t, typename acc_t>
-  void finalize_stats(const work::FinalizeArgs<scalar_t, acc_t>& a) {
+  void finalize_stats(const FinalizeStatsArgs<scalar_t, acc_t>& a) {
+    const Partials<acc_t>& in = a.in;
     std::vector<double> n(kFinalStrands), s(kFinalStrands), m2(kFinalStrands);
-    for (int64_t c = 0; c < a.C; ++c) {
-      for (int ty = 0; ty < kFinalStrands; ++ty) work::strand_count_sum(a.part, a.slots, a.C, c, ty, &n[ty], &s[ty]);
+    for (int64_t c = 0; c < in.C; ++c) {
+      for (int ty = 0; ty < kFinalStrands; ++ty) strand_count_sum(in.part, in.slots, in.C, c, ty, &n[ty], &s[ty]);
       const double count = strand_tree(n);
       const double mean = count > 0.0 ? strand_tree(s) / count : 0.0;
-      for (int ty = 0; ty < kFinalStrands; ++ty) m2[ty] = work::strand_m2(a.part, a.slots, a.C, c, ty, mean);
-      work::finish_stats(a, c, count, mean, strand_tree(m2));
+      for (int ty = 0; ty < kFinalStrands; ++ty) m2[ty] = strand_m2(in.part, in.slots, in.C, c, ty, mean);
+      finish_stats(a, c, count, mean, strand_tree(m2));
     }
   }
 
-  template <typename scalar_t, typename acc_t>
-  void finalize_grad_stats(const work::FinalizeArgs<scalar_t, acc_t>& a) {
+  template <typename acc_t>
+  void finalize_grad_stats(const FinalizeGradStatsArgs<acc_t>& a) {
+    const Partials<acc_t>& in = a.in;
     std::vector<double> g(kFinalStrands), gz(kFinalStrands);
-    for (int64_t c = 0; c < a.C; ++c) {
+    for (int64_t c = 0; c < in.C; ++c) {
       for (int ty = 0; ty < kFinalStrands; ++ty) {
-        g[ty] = work::strand_sum(a.part, a.slots, a.C, c, ty);
-        gz[ty] = work::strand_sum(a.part + a.slots * a.C, a.slots, a.C, c, ty);
+        g[ty] = strand_sum(in.value(0), in.slots, in.C, c, ty);
+        gz[ty] = strand_sum(in.value(1), in.slots, in.C, c, ty);
       }
-      work::finish_grad_stats(a, c, strand_tree(g), strand_tree(gz));
+      finish_grad_stats(a, c, strand_tree(g), strand_tree(gz));
     }
   }
 
   template <typename scalar_t, typename acc_t>
-  void finalize_weight_grad(const work::FinalizeArgs<scalar_t, acc_t>& a) {
+  void finalize_weight_grad(const FinalizeWeightGradArgs<scalar_t, acc_t>& a) {
+    const Partials<acc_t>& in = a.in;
     std::vector<double> red(kFinalStrands);
     for (int t = 0; t < a.KK; ++t) {
-      for (int64_t c = 0; c < a.C; ++c) {
-        for (int ty = 0; ty < kFinalStrands; ++ty)
-          red[ty] = work::strand_sum(a.part + t * a.slots * a.C, a.slots, a.C, c, ty);
-        work::finish_weight_grad(a, c, t, strand_tree(red));
+      for (int64_t c = 0; c < in.C; ++c) {
+        for (int ty = 0; ty < kFinalStrands; ++ty) red[ty] = strand_sum(in.value(t), in.slots, in.C, c, ty);
+        finish_weight_grad(a, c, t, strand_tree(red));
       }
     }
   }
@@ -160,12 +168,12 @@ at::Tensor emulate_eval(const at::Tensor& input, const at::Tensor& weight, const
                         const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
                         bool shuffle_last) {
   const ConvGeometry g =
-      pipeline::check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
+      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
   check_emulated(input);
-  const pipeline::Prepared pr = pipeline::prepare(input, weight, g, groups, shuffle_last);
+  const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
   EmuExec ex;
   return AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "emulate_eval", [&] {
-    return pipeline::run_eval<EmuExec, scalar_t>(ex, pr, running_mean, running_var, bn_weight, bn_bias, eps);
+    return run_eval<EmuExec, scalar_t>(ex, pr, running_mean, running_var, bn_weight, bn_bias, eps);
   });
 }
 
@@ -174,12 +182,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_train(const at::Tensor& i
                                                              const c10::optional<at::Tensor>& bn_bias,
                                                              int64_t groups, int64_t stride, double eps,
                                                              bool shuffle_last) {
-  const ConvGeometry g = pipeline::check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
+  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
   check_emulated(input);
-  const pipeline::Prepared pr = pipeline::prepare(input, weight, g, groups, shuffle_last);
+  const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
   EmuExec ex;
   return AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "emulate_train", [&] {
-    return pipeline::run_train<EmuExec, scalar_t>(ex, pr, bn_weight, bn_bias, eps);
+    return run_train<EmuExec, scalar_t>(ex, pr, bn_weight, bn_bias, eps);
   });
 }
 
@@ -188,18 +196,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_backward(
     const c10::optional<at::Tensor>& bn_weight, const at::Tensor& mean, const at::Tensor& invstd,
     int64_t groups, int64_t stride, bool shuffle_last, bool training) {
   const ConvGeometry g =
-      pipeline::check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
+      check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
   check_emulated(input);
-  const pipeline::Prepared pr = pipeline::prepare(input, weight, g, groups, shuffle_last, grad_output);
+  const Prepared pr = prepare(input, weight, g, groups, shuffle_last, grad_output);
   const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
   EmuExec ex;
   return AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "emulate_backward", [&] {
-    return pipeline::run_backward<EmuExec, scalar_t>(ex, pr, bn_weight, mean, invstd, training, bn_dtype);
+    return run_backward<EmuExec, scalar_t>(ex, pr, bn_weight, mean, invstd, training, bn_dtype);
   });
 }
 
 }  // namespace
-}  // namespace emulate
 
 TORCH_LIBRARY_FRAGMENT(shufflenet_fused, m) {
   m.def(
@@ -215,9 +222,10 @@ TORCH_LIBRARY_FRAGMENT(shufflenet_fused, m) {
 }
 
 TORCH_LIBRARY_IMPL(shufflenet_fused, CPU, m) {
-  m.impl("_debug_emulate_eval", &emulate::emulate_eval);
-  m.impl("_debug_emulate_train", &emulate::emulate_train);
-  m.impl("_debug_emulate_backward", &emulate::emulate_backward);
+  m.impl("_debug_emulate_eval", &emulate_eval);
+  m.impl("_debug_emulate_train", &emulate_train);
+  m.impl("_debug_emulate_backward", &emulate_backward);
 }
 
+}  // namespace tiled
 }  // namespace shufflenet_fused

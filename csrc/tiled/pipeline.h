@@ -1,9 +1,11 @@
 // The sequence of passes behind each op, on ATen tensors, written once for
 // any executor:
-//   - CudaExec (kernels.cuh) launches the CUDA kernels on the current stream;
-//   - EmuExec (csrc/cpu/index_math_check.cpp) runs the same work functions in
+//   - CudaExec (csrc/cuda/launcher.cuh) launches the CUDA kernels on the
+//     current stream;
+//   - EmuExec (csrc/tiled/emulator_test_ops.cpp) runs the same lane work in
 //     CPU loops, so the CPU tests check the planning, workspace layout and
 //     pass order of the CUDA backend too.
+// The callers check the arguments first (common/checks.h).
 // Every allocation goes through at::empty (CUDA-graph capture safe); nothing
 // here synchronises with the host.
 //
@@ -12,57 +14,28 @@
 //   backward  prep(Backward) -> [training: tile<GradStats> -> finalize_grad_stats]
 //             -> tile<Dz> -> [frozen: finalize_grad_stats] -> input_grad
 //             -> finalize_weight_grad
+// (prep and tile<TilePass>: tiled/lane_table.h, tiled/lane_work.h; finalize_*:
+// tiled/finalize.h.)
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <c10/util/Optional.h>
 
+#include <cstdint>
 #include <tuple>
-#include <type_traits>
 
-#include "common/kernel_size_dispatch.h"
 #include "common/checks.h"
+#include "common/kernel_size_dispatch.h"
+#include "tiled/finalize.h"
+#include "tiled/lane_table.h"
 #include "tiled/lane_work.h"
+#include "tiled/tile_plan.h"
 
 namespace shufflenet_fused {
-namespace pipeline {
+namespace tiled {
 
-// ------------------------------------------------------------- arguments ----
-
-// The same checks, in the same order, as the CPU ops.
-inline ConvGeometry check_eval_args(const at::Tensor& input, const at::Tensor& weight,
-                                    const at::Tensor& running_mean, const at::Tensor& running_var,
-                                    const c10::optional<at::Tensor>& bn_weight,
-                                    const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride) {
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
-  check_per_channel(running_mean, "running_mean", input);
-  check_per_channel(running_var, "running_var", input);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_optional_per_channel(bn_bias, "bn_bias", input);
-  return g;
-}
-
-inline ConvGeometry check_train_args(const at::Tensor& input, const at::Tensor& weight,
-                                     const c10::optional<at::Tensor>& bn_weight,
-                                     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride) {
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_optional_per_channel(bn_bias, "bn_bias", input);
-  check_training_count(g);
-  return g;
-}
-
-inline ConvGeometry check_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
-                                        const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
-                                        const at::Tensor& mean, const at::Tensor& invstd, int64_t groups,
-                                        int64_t stride) {
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
-  check_grad_output(grad_output, g, input);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_stats(mean, invstd, input);
-  return g;
-}
+// ------------------------------------------------------------ arguments ----
 
 // Inputs in the layout the kernels read. channels_last input keeps its
 // layout (the channels_last kernels read it in place); anything else is made
@@ -70,9 +43,7 @@ inline ConvGeometry check_backward_args(const at::Tensor& grad_output, const at:
 struct Prepared {
   at::Tensor x, g, weight;
   at::MemoryFormat format;
-  work::Geo geo;
-  int64_t groups;
-  bool shuffle_last;
+  Geo geo;
 };
 
 inline Prepared prepare(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& cg,
@@ -83,16 +54,28 @@ inline Prepared prepare(const at::Tensor& input, const at::Tensor& weight, const
   p.x = input.contiguous(p.format);
   if (grad_output.defined()) p.g = grad_output.contiguous(p.format);
   p.weight = weight.contiguous();
-  p.geo = work::make_geo(cg.N, cg.C, cg.H, cg.W, static_cast<int>(cg.K), static_cast<int>(cg.stride), groups,
-                         shuffle_last, cl);
-  p.groups = groups;
-  p.shuffle_last = shuffle_last;
+  p.geo = make_geo(cg.N, cg.C, cg.H, cg.W, static_cast<int>(cg.K), static_cast<int>(cg.stride), groups,
+                   shuffle_last, cl);
   return p;
+}
+
+// An (N, C, H, W) tensor of the input's dtype in the op's layout: y, grad_x.
+inline at::Tensor new_activation(const Prepared& pr, int64_t H, int64_t W) {
+  return at::empty({pr.geo.N, pr.geo.C, H, W}, pr.x.options().memory_format(pr.format));
 }
 
 template <typename acc_t>
 at::TensorOptions acc_options(const at::Tensor& like) {
   return like.options().dtype(c10::CppTypeToScalarType<acc_t>::value).memory_format(at::MemoryFormat::Contiguous);
+}
+
+// A flat acc_t workspace of n elements, handed to the executor first (the
+// emulator poisons it, so an element no pass writes shows up in the tests).
+template <typename Exec>
+at::Tensor workspace(Exec& ex, int64_t n, const at::TensorOptions& acc_opts) {
+  at::Tensor t = at::empty({n}, acc_opts);
+  ex.fresh(t);
+  return t;
 }
 
 // A per-channel tensor as a contiguous acc_t array (no copy when it already
@@ -109,36 +92,30 @@ const acc_t* per_channel_ptr(const at::Tensor& t, at::Tensor& holder) {
   return per_channel_ptr<acc_t>(c10::optional<at::Tensor>(t), holder);
 }
 
-inline work::TilePlan plan_tile(const work::Geo& g, int acc_bytes) {
-  return g.channels_last ? work::plan_cl_tile(g) : work::plan_nchw_tile(g, acc_bytes);
-}
-
-inline work::InputGradPlan plan_input_grad(const work::Geo& g, int acc_bytes) {
-  return g.channels_last ? work::plan_cl_input_grad(g) : work::plan_nchw_input_grad(g, acc_bytes);
-}
-
 template <typename scalar_t, typename acc_t>
-work::PrepArgs<scalar_t, acc_t> prep_args(const Prepared& pr, at::Tensor& table) {
-  work::PrepArgs<scalar_t, acc_t> a{};
+PrepArgs<scalar_t, acc_t> prep_args(const Prepared& pr, at::Tensor& table) {
+  PrepArgs<scalar_t, acc_t> a{};
   a.weight = pr.weight.data_ptr<scalar_t>();
   a.KK = pr.geo.K * pr.geo.K;
   a.C = pr.geo.C;
-  a.groups = pr.groups;
-  a.shuffle_last = pr.shuffle_last;
+  a.groups = pr.geo.groups;
+  a.shuffle_last = pr.geo.shuffle_last;
   a.table = table.data_ptr<acc_t>();
   return a;
 }
 
 template <typename scalar_t, typename acc_t>
-work::FinalizeArgs<scalar_t, acc_t> finalize_args(const Prepared& pr, const work::TilePlan& tp) {
-  work::FinalizeArgs<scalar_t, acc_t> a{};
-  a.slots = tp.slots;
-  a.C = pr.geo.C;
-  a.groups = pr.groups;
-  a.KK = pr.geo.K * pr.geo.K;
-  a.shuffle_last = pr.shuffle_last;
-  a.weight = pr.weight.data_ptr<scalar_t>();
+TileArgs<scalar_t, acc_t> tile_args(const Prepared& pr, at::Tensor& table) {
+  TileArgs<scalar_t, acc_t> a{};
+  a.x = pr.x.data_ptr<scalar_t>();
+  a.table = table.data_ptr<acc_t>();
+  a.geo = pr.geo;
   return a;
+}
+
+template <typename acc_t>
+Partials<acc_t> partials(const Prepared& pr, const TilePlan& tp, at::Tensor& part) {
+  return Partials<acc_t>{part.data_ptr<acc_t>(), tp.slots, pr.geo.C, pr.geo.groups, pr.geo.shuffle_last};
 }
 
 // ------------------------------------------------------------------ ops ----
@@ -148,13 +125,12 @@ at::Tensor run_eval(Exec& ex, const Prepared& pr, const at::Tensor& running_mean
                     const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
                     double eps) {
   using acc_t = at::opmath_type<scalar_t>;
-  const work::Geo& g = pr.geo;
-  at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, pr.x.options().memory_format(pr.format));
+  const Geo& g = pr.geo;
+  at::Tensor y = new_activation(pr, g.Ho, g.Wo);
   if (y.numel() == 0) return y;
   ex.fresh(y);
 
-  at::Tensor table = at::empty({(g.K * g.K + work::kCoefRows) * g.C}, acc_options<acc_t>(pr.x));
-  ex.fresh(table);
+  at::Tensor table = workspace(ex, (g.K * g.K + kCoefRows) * g.C, acc_options<acc_t>(pr.x));
   at::Tensor h_mean, h_var, h_gamma, h_beta;
   auto pa = prep_args<scalar_t, acc_t>(pr, table);
   pa.mean = per_channel_ptr<acc_t>(running_mean, h_mean);
@@ -162,16 +138,13 @@ at::Tensor run_eval(Exec& ex, const Prepared& pr, const at::Tensor& running_mean
   pa.gamma = per_channel_ptr<acc_t>(bn_weight, h_gamma);
   pa.beta = per_channel_ptr<acc_t>(bn_bias, h_beta);
   pa.eps = eps;
-  ex.prep(work::Prep::Eval, pa);
+  ex.prep(Prep::Eval, pa);
 
-  work::TileArgs<scalar_t, acc_t> ta{};
-  ta.x = pr.x.data_ptr<scalar_t>();
+  auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.y = y.data_ptr<scalar_t>();
-  ta.table = table.data_ptr<acc_t>();
-  ta.geo = g;
-  const work::TilePlan tp = plan_tile(g, sizeof(acc_t));
+  const TilePlan tp = plan_tile(g, sizeof(acc_t));
   dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
-    ex.template tile<work::Mode::Eval, decltype(k)::value, decltype(s)::value>(ta, tp);
+    ex.template tile<TilePass::Eval, decltype(k)::value, decltype(s)::value>(ta, tp);
   });
   return y;
 }
@@ -181,9 +154,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_train(Exec& ex, const Prepare
                                                          const c10::optional<at::Tensor>& bn_weight,
                                                          const c10::optional<at::Tensor>& bn_bias, double eps) {
   using acc_t = at::opmath_type<scalar_t>;
-  const work::Geo& g = pr.geo;
+  const Geo& g = pr.geo;
   const auto acc_opts = acc_options<acc_t>(pr.x);
-  at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, pr.x.options().memory_format(pr.format));
+  at::Tensor y = new_activation(pr, g.Ho, g.Wo);
   at::Tensor mean = at::empty({g.C}, acc_opts);
   at::Tensor invstd = at::empty({g.C}, acc_opts);
   if (y.numel() == 0) return {y, mean, invstd};
@@ -192,23 +165,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_train(Exec& ex, const Prepare
   ex.fresh(invstd);
 
   const int KK = g.K * g.K;
-  at::Tensor table = at::empty({(KK + work::kCoefRows) * g.C}, acc_opts);
-  ex.fresh(table);
-  ex.prep(work::Prep::Raw, prep_args<scalar_t, acc_t>(pr, table));
+  at::Tensor table = workspace(ex, (KK + kCoefRows) * g.C, acc_opts);
+  ex.prep(Prep::Raw, prep_args<scalar_t, acc_t>(pr, table));
 
-  const work::TilePlan tp = plan_tile(g, sizeof(acc_t));
-  at::Tensor part = at::empty({3 * tp.slots * g.C}, acc_opts);
-  ex.fresh(part);
-  work::TileArgs<scalar_t, acc_t> ta{};
-  ta.x = pr.x.data_ptr<scalar_t>();
-  ta.table = table.data_ptr<acc_t>();
+  const TilePlan tp = plan_tile(g, sizeof(acc_t));
+  at::Tensor part = workspace(ex, 3 * tp.slots * g.C, acc_opts);
+  auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.part = part.data_ptr<acc_t>();
-  ta.geo = g;
 
   at::Tensor h_gamma, h_beta;
-  auto fa = finalize_args<scalar_t, acc_t>(pr, tp);
-  fa.part = part.data_ptr<acc_t>();
+  FinalizeStatsArgs<scalar_t, acc_t> fa{};
+  fa.in = partials<acc_t>(pr, tp, part);
+  fa.KK = KK;
   fa.eps = eps;
+  fa.weight = pr.weight.data_ptr<scalar_t>();
   fa.gamma = per_channel_ptr<acc_t>(bn_weight, h_gamma);
   fa.beta = per_channel_ptr<acc_t>(bn_bias, h_beta);
   fa.mean_out = mean.data_ptr<acc_t>();
@@ -217,10 +187,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_train(Exec& ex, const Prepare
 
   dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
     constexpr int K = decltype(k)::value, S = decltype(s)::value;
-    ex.template tile<work::Mode::Stats, K, S>(ta, tp);
+    ex.template tile<TilePass::Stats, K, S>(ta, tp);
     ex.finalize_stats(fa);  // mean, invstd; folds them into the table
     ta.y = y.data_ptr<scalar_t>();
-    ex.template tile<work::Mode::Eval, K, S>(ta, tp);
+    ex.template tile<TilePass::Eval, K, S>(ta, tp);
   });
   return {y, mean, invstd};
 }
@@ -230,10 +200,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_backward(
     Exec& ex, const Prepared& pr, const c10::optional<at::Tensor>& bn_weight, const at::Tensor& mean,
     const at::Tensor& invstd, bool training, at::ScalarType bn_dtype) {
   using acc_t = at::opmath_type<scalar_t>;
-  const work::Geo& g = pr.geo;
+  const Geo& g = pr.geo;
   const auto acc_opts = acc_options<acc_t>(pr.x);
   const int KK = g.K * g.K;
-  at::Tensor grad_x = at::empty({g.N, g.C, g.H, g.W}, pr.x.options().memory_format(pr.format));
+  at::Tensor grad_x = new_activation(pr, g.H, g.W);
   at::Tensor grad_w = at::empty({g.C, 1, g.K, g.K}, pr.weight.options());
   at::Tensor grad_gamma = at::empty({g.C}, acc_opts);
   at::Tensor grad_beta = at::empty({g.C}, acc_opts);
@@ -249,74 +219,69 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_backward(
   ex.fresh(grad_gamma);
   ex.fresh(grad_beta);
 
-  at::Tensor table = at::empty({(KK + work::kCoefRows) * g.C}, acc_opts);
-  ex.fresh(table);
+  at::Tensor table = workspace(ex, (KK + kCoefRows) * g.C, acc_opts);
   at::Tensor h_mean, h_invstd, h_gamma;
   auto pa = prep_args<scalar_t, acc_t>(pr, table);
   pa.mean = per_channel_ptr<acc_t>(mean, h_mean);
   pa.invstd = per_channel_ptr<acc_t>(invstd, h_invstd);
   pa.gamma = per_channel_ptr<acc_t>(bn_weight, h_gamma);
-  ex.prep(work::Prep::Backward, pa);
+  ex.prep(Prep::Backward, pa);
 
-  const work::TilePlan tp = plan_tile(g, sizeof(acc_t));
-  at::Tensor part_g = at::empty({2 * tp.slots * g.C}, acc_opts);
-  at::Tensor part_w = at::empty({KK * tp.slots * g.C}, acc_opts);
+  const TilePlan tp = plan_tile(g, sizeof(acc_t));
+  at::Tensor part_g = workspace(ex, 2 * tp.slots * g.C, acc_opts);
+  at::Tensor part_w = workspace(ex, KK * tp.slots * g.C, acc_opts);
   // dz at the lane channel, in the kernel's layout (output-shaped).
-  at::Tensor dz = at::empty({g.N * g.C * g.Ho * g.Wo}, acc_opts);
-  ex.fresh(part_g);
-  ex.fresh(part_w);
-  ex.fresh(dz);
+  at::Tensor dz = workspace(ex, g.N * g.C * g.Ho * g.Wo, acc_opts);
 
-  work::TileArgs<scalar_t, acc_t> ta{};
-  ta.x = pr.x.data_ptr<scalar_t>();
+  auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.g = pr.g.data_ptr<scalar_t>();
   ta.dz = dz.data_ptr<acc_t>();
-  ta.table = table.data_ptr<acc_t>();
-  ta.geo = g;
 
-  auto fa = finalize_args<scalar_t, acc_t>(pr, tp);
-  fa.part = part_g.data_ptr<acc_t>();
-  fa.gamma = pa.gamma;
-  fa.invstd = pa.invstd;
-  fa.count = static_cast<double>(g.N * g.Ho * g.Wo);
-  fa.training = training;
-  fa.grad_gamma = grad_gamma.data_ptr<acc_t>();
-  fa.grad_beta = grad_beta.data_ptr<acc_t>();
-  fa.table = table.data_ptr<acc_t>();
+  FinalizeGradStatsArgs<acc_t> fg{};
+  fg.in = partials<acc_t>(pr, tp, part_g);
+  fg.KK = KK;
+  fg.gamma = pa.gamma;
+  fg.invstd = pa.invstd;
+  fg.count = static_cast<double>(g.N * g.Ho * g.Wo);
+  fg.training = training;
+  fg.grad_gamma = grad_gamma.data_ptr<acc_t>();
+  fg.grad_beta = grad_beta.data_ptr<acc_t>();
+  fg.table = table.data_ptr<acc_t>();
 
-  work::InputGradArgs<scalar_t, acc_t> ia{};
+  InputGradArgs<scalar_t, acc_t> ia{};
   ia.dz = dz.data_ptr<acc_t>();
   ia.table = table.data_ptr<acc_t>();
   ia.gx = grad_x.data_ptr<scalar_t>();
   ia.geo = g;
-  const work::InputGradPlan ip = plan_input_grad(g, sizeof(acc_t));
+  const InputGradPlan ip = plan_input_grad(g, sizeof(acc_t));
 
   dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
     constexpr int K = decltype(k)::value, S = decltype(s)::value;
     if (training) {
       // Batch statistics: dz needs sum(g) and sum(g * (z - mean)) first.
       ta.part = part_g.data_ptr<acc_t>();
-      ex.template tile<work::Mode::GradStats, K, S>(ta, tp);
-      ex.finalize_grad_stats(fa);  // grad_bn_*, and A, B, D into the table
+      ex.template tile<TilePass::GradStats, K, S>(ta, tp);
+      ex.finalize_grad_stats(fg);  // grad_bn_*, and A, B, D into the table
       ta.part = part_w.data_ptr<acc_t>();
       ta.part_g = nullptr;
-      ex.template tile<work::Mode::Dz, K, S>(ta, tp);
+      ex.template tile<TilePass::Dz, K, S>(ta, tp);
     } else {
       // Frozen statistics: dz = A * g is known up front, so one pass also
       // gathers the sums for grad_bn_*.
       ta.part = part_w.data_ptr<acc_t>();
       ta.part_g = part_g.data_ptr<acc_t>();
-      ex.template tile<work::Mode::Dz, K, S>(ta, tp);
-      ex.finalize_grad_stats(fa);
+      ex.template tile<TilePass::Dz, K, S>(ta, tp);
+      ex.finalize_grad_stats(fg);
     }
     ex.template input_grad<K, S>(ia, ip);
   });
-  auto fw = fa;
-  fw.part = part_w.data_ptr<acc_t>();
+  FinalizeWeightGradArgs<scalar_t, acc_t> fw{};
+  fw.in = partials<acc_t>(pr, tp, part_w);
+  fw.KK = KK;
   fw.grad_w = grad_w.data_ptr<scalar_t>();
   ex.finalize_weight_grad(fw);
   return {grad_x, grad_w, grad_gamma.to(bn_dtype), grad_beta.to(bn_dtype)};
 }
 
-}  // namespace pipeline
+}  // namespace tiled
 }  // namespace shufflenet_fused

@@ -10,7 +10,7 @@ The block has the same submodules, state_dict keys and initial parameters as the
 so Megvii weights load into it with ``strict=True``. That block applies its channel
 shuffle *after* the depthwise conv + BN; with ``fused=True`` the depthwise conv, its BN
 and the shuffle run as one call of :func:`shufflenet_fused.shuffle_dwconv_bn` with
-``order="shuffle_last"`` (DESIGN.md section 2).
+``order="shuffle_last"`` (docs/design.md section 3).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The oracle: the fused ops written with plain torch ops.
 
 Every fused result is checked against these functions. They follow
-DESIGN.md section 2 literally: F.channel_shuffle, F.conv2d with groups=C and
+docs/design.md sections 2-3 literally: F.channel_shuffle, F.conv2d with groups=C and
 F.batch_norm, in the order asked for.
 """
 

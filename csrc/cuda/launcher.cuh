@@ -1,0 +1,145 @@
+// The CUDA executor of tiled/pipeline.h (grid shapes, shared memory, the
+// launches) and the definitions of the entry points of launcher.h. Included
+// only by the per-dtype dwconv_bn_<dtype>.cu files, each of which instantiates
+// one dtype with SF_INSTANTIATE_CUDA.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/util/Optional.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+
+#include "cuda/kernels.cuh"
+#include "cuda/launcher.h"
+#include "tiled/finalize.h"
+#include "tiled/lane_table.h"
+#include "tiled/lane_work.h"
+#include "tiled/pipeline.h"
+#include "tiled/tile_plan.h"
+
+namespace shufflenet_fused {
+namespace cuda {
+
+constexpr int kPrepThreads = 256;  // one thread per lane channel
+
+inline unsigned int grid_for(int64_t units, int64_t per_block) {
+  return static_cast<unsigned int>(std::min<int64_t>(tiled::div_up(units, per_block), INT_MAX));
+}
+
+// Dynamic shared memory of the NCHW kernels: smem_elems acc_t per warp.
+template <typename acc_t>
+size_t warp_tiles_bytes(int smem_elems) {
+  return static_cast<size_t>(kWarpsPerBlock) * smem_elems * sizeof(acc_t);
+}
+
+// Launches on the current stream of the current device (the caller holds a
+// device guard for the input's device).
+struct CudaExec {
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+
+  void fresh(at::Tensor&) {}  // outputs are poisoned by the tests, not here
+
+  template <typename scalar_t, typename acc_t>
+  void prep(tiled::Prep kind, const tiled::PrepArgs<scalar_t, acc_t>& a) {
+    prep_kernel<scalar_t, acc_t><<<grid_for(a.C, kPrepThreads), kPrepThreads, 0, stream>>>(kind, a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  template <TilePass P, int K, int S, typename scalar_t, typename acc_t>
+  void tile(const tiled::TileArgs<scalar_t, acc_t>& a, const tiled::TilePlan& p) {
+    const unsigned int grid = grid_for(p.units, kWarpsPerBlock);
+    if (a.geo.channels_last) {
+      cl_tile_kernel<P, K, S><<<grid, kBlockThreads, 0, stream>>>(a, p);
+    } else {
+      nchw_tile_kernel<P, K, S><<<grid, kBlockThreads, warp_tiles_bytes<acc_t>(p.smem_elems), stream>>>(a, p);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  template <int K, int S, typename scalar_t, typename acc_t>
+  void input_grad(const tiled::InputGradArgs<scalar_t, acc_t>& a, const tiled::InputGradPlan& p) {
+    const unsigned int grid = grid_for(p.units, kWarpsPerBlock);
+    if (a.geo.channels_last) {
+      cl_input_grad_kernel<K, S><<<grid, kBlockThreads, 0, stream>>>(a, p);
+    } else {
+      nchw_input_grad_kernel<K, S><<<grid, kBlockThreads, warp_tiles_bytes<acc_t>(p.smem_elems), stream>>>(a, p);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // Finalize blocks: kFinalChannels channels x kFinalStrands strands; grid.y
+  // counts the values reduced separately (weight taps).
+  static dim3 finalize_grid(int64_t C, int values = 1) {
+    return dim3(grid_for(C, kFinalChannels), static_cast<unsigned int>(values));
+  }
+  static dim3 finalize_block() { return dim3(kFinalChannels, kFinalStrands); }
+
+  template <typename scalar_t, typename acc_t>
+  void finalize_stats(const tiled::FinalizeStatsArgs<scalar_t, acc_t>& a) {
+    finalize_stats_kernel<<<finalize_grid(a.in.C), finalize_block(), 0, stream>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  template <typename acc_t>
+  void finalize_grad_stats(const tiled::FinalizeGradStatsArgs<acc_t>& a) {
+    finalize_grad_stats_kernel<<<finalize_grid(a.in.C), finalize_block(), 0, stream>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  template <typename scalar_t, typename acc_t>
+  void finalize_weight_grad(const tiled::FinalizeWeightGradArgs<scalar_t, acc_t>& a) {
+    finalize_weight_grad_kernel<<<finalize_grid(a.in.C, a.KK), finalize_block(), 0, stream>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
+
+// ------------------------------------------------------- entry points ----
+
+template <typename scalar_t>
+at::Tensor eval(const tiled::Prepared& pr, const at::Tensor& running_mean, const at::Tensor& running_var,
+                const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias, double eps) {
+  CudaExec ex;
+  return tiled::run_eval<CudaExec, scalar_t>(ex, pr, running_mean, running_var, bn_weight, bn_bias, eps);
+}
+
+template <typename scalar_t>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> train(const tiled::Prepared& pr,
+                                                     const c10::optional<at::Tensor>& bn_weight,
+                                                     const c10::optional<at::Tensor>& bn_bias, double eps) {
+  CudaExec ex;
+  return tiled::run_train<CudaExec, scalar_t>(ex, pr, bn_weight, bn_bias, eps);
+}
+
+template <typename scalar_t>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(const tiled::Prepared& pr,
+                                                                    const c10::optional<at::Tensor>& bn_weight,
+                                                                    const at::Tensor& mean,
+                                                                    const at::Tensor& invstd, bool training,
+                                                                    at::ScalarType bn_dtype) {
+  CudaExec ex;
+  return tiled::run_backward<CudaExec, scalar_t>(ex, pr, bn_weight, mean, invstd, training, bn_dtype);
+}
+
+}  // namespace cuda
+}  // namespace shufflenet_fused
+
+// Explicit instantiation of the three entry points for dtype T.
+#define SF_INSTANTIATE_CUDA(T)                                                                             \
+  namespace shufflenet_fused {                                                                            \
+  namespace cuda {                                                                                        \
+  template at::Tensor eval<T>(const tiled::Prepared&, const at::Tensor&, const at::Tensor&,               \
+                              const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&, double); \
+  template std::tuple<at::Tensor, at::Tensor, at::Tensor> train<T>(                                       \
+      const tiled::Prepared&, const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&, double); \
+  template std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward<T>(                        \
+      const tiled::Prepared&, const c10::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, bool,  \
+      at::ScalarType);                                                                                    \
+  }                                                                                                       \
+  }
