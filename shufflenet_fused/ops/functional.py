@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import validation
+from . import reference, validation
 from ._checks import ORDERS, check_args
 from ._library import ops
 
@@ -35,6 +35,14 @@ def shuffle_dwconv_bn(
     uses the running statistics, which are then required. ``bn_weight``/``bn_bias`` may be None.
     ``groups`` is that of ``torch.nn.ChannelShuffle``.
     """
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no fused op: export the same computation as standard operators
+        # (Conv with group = C, BatchNormalization, the shuffle as Reshape/Transpose),
+        # which every runtime (ONNX Runtime, OpenVINO, TensorRT) runs.
+        return reference.shuffle_dwconv_bn(
+            input, weight, running_mean, running_var, bn_weight, bn_bias,
+            groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
+        )  # fmt: skip
     if not training and _eval_fast_path_applies(running_mean, running_var, groups, stride, order):
         # Eval, eager: the op checks every tensor argument itself (TORCH_CHECK,
         # and the fake kernels' device checks), so check_args, a few

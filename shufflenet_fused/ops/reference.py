@@ -7,6 +7,7 @@ F.batch_norm, in the order asked for.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -17,6 +18,10 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """torch.nn.ChannelShuffle(groups): output channel o reads (o % g) * (C // g) + o // g."""
     if groups == 1:
         return x
+    if torch.onnx.is_in_onnx_export():
+        # The same permutation as Reshape/Transpose/Reshape: ONNX has no channel
+        # shuffle, and the TorchScript exporter has no translation for aten's.
+        return x.unflatten(1, (groups, x.shape[1] // groups)).transpose(1, 2).flatten(1, 2)
     return F.channel_shuffle(x, groups)
 
 
