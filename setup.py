@@ -24,7 +24,17 @@ if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH"):
     if os.path.isfile("/usr/local/cuda/bin/nvcc"):
         os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
-import torch  # noqa: E402
+try:
+    import torch
+except ImportError:
+    # pyproject.toml does not list torch as a build requirement: pip's default isolated
+    # build would fetch some other torch (several GB) and compile against it, and the
+    # extension would not load with the torch the user runs.
+    raise SystemExit(
+        "shufflenet_fused is compiled against the torch it will run with, and none is importable "
+        "here (an isolated build?). Install torch first, then build without isolation:\n"
+        "    pip install --no-build-isolation ."
+    ) from None
 from torch.utils.cpp_extension import (  # noqa: E402
     CUDA_HOME,
     BuildExtension,
@@ -97,6 +107,22 @@ def _extension():
         extra_link_args=["-fopenmp"],
     )
 
+
+def _write_build_info() -> None:
+    # Read at import (shufflenet_fused/ops/_library.py) to name both versions when the
+    # torch installed differs from the one this build compiled against.
+    path = os.path.join(HERE, "shufflenet_fused", "_build_info.py")
+    text = (
+        '"""Written by setup.py: what this build of _C was compiled against."""\n\n'
+        f"TORCH_VERSION = {torch.__version__!r}\n"
+    )
+    old = open(path).read() if os.path.exists(path) else None
+    if old != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+_write_build_info()
 
 setup(
     packages=find_packages(include=["shufflenet_fused", "shufflenet_fused.*"]),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the README's commands need, idempotently:
-#   .venv (python3 -m venv), torch, build/test tools, and the extension built in place.
+#   .venv (python3 -m venv), torch, build/test tools, and the extension built in place
+#   (skipped when nothing that goes into the build changed since the last one).
 # Environment:
 #   PYTHON=python3            interpreter for the venv
 #   TORCH_SPEC=torch==2.14.1  what to install when the venv has no torch (a CUDA build, so the
@@ -33,6 +34,30 @@ fi
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
 export SHUFFLENET_FUSED_TEST_OPS=${SHUFFLENET_FUSED_TEST_OPS:-1}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-echo "[setup] building shufflenet_fused (torch $("$PY" -c 'import torch; print(torch.__version__)'))"
-"$PY" -m pip install -q --no-build-isolation --no-deps -e .
+# Build in place (ninja, incremental in build/) unless nothing that goes into the build has
+# changed since the last one: the sources, the build files, the flags above, torch, the
+# compilers. A second README command then costs seconds, not a rebuild.
+TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+fingerprint=$(
+  {
+    find csrc -type f | LC_ALL=C sort | xargs sha256sum
+    sha256sum setup.py pyproject.toml
+    echo "torch=$TORCH_VERSION python=$("$PY" -c 'import sys; print(sys.version)')"
+    echo "cuda=${SHUFFLENET_FUSED_CUDA:-auto} test_ops=$SHUFFLENET_FUSED_TEST_OPS archs=${TORCH_CUDA_ARCH_LIST:-} cuda_home=${CUDA_HOME:-}"
+    c++ --version 2>/dev/null | head -n 1
+    { "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" --version 2>/dev/null || true; } | tail -n 1
+  } | sha256sum | cut -d' ' -f1
+)
+STAMP="$VENV/.shufflenet_fused_build"
+if [ "$(cat "$STAMP" 2>/dev/null)" = "$fingerprint" ] && "$PY" -c "import shufflenet_fused" >/dev/null 2>&1; then
+  echo "[setup] shufflenet_fused is up to date (sources, flags and torch $TORCH_VERSION unchanged): no build"
+else
+  echo "[setup] building shufflenet_fused in place (torch $TORCH_VERSION)"
+  rm -f "$STAMP"
+  "$PY" setup.py -q build_ext --inplace
+  # Make the checkout importable from the venv (what an editable install does).
+  SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$PWD" > "$SITE/shufflenet_fused_checkout.pth"
+  echo "$fingerprint" > "$STAMP"
+fi
 "$PY" -c "import shufflenet_fused, torch; print('[setup] ok: shufflenet_fused', shufflenet_fused.__version__, '| CUDA kernels built:', shufflenet_fused.cuda_kernels_built())"

@@ -11,7 +11,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _C  # noqa: F401  (loading it registers torch.ops.shufflenet_fused.*)
+
+def _load_extension() -> None:
+    """Imports ``_C`` (which registers ``torch.ops.shufflenet_fused.*``), first checking that
+    it was compiled against the torch that is running: a C++ extension built against another
+    torch fails with undefined symbols, or worse, loads and misbehaves."""
+    try:
+        from .._build_info import TORCH_VERSION as built_with
+    except ImportError:  # built by a setup.py that did not record it
+        built_with = None
+    if built_with is not None and built_with != torch.__version__:
+        raise ImportError(
+            f"shufflenet_fused was compiled against torch {built_with}, but torch {torch.__version__} "
+            "is installed; rebuild it against this torch: pip install --no-build-isolation --force-reinstall ."
+        )
+    from .. import _C  # noqa: F401
+
+
+_load_extension()
 
 ops = torch.ops.shufflenet_fused
 
