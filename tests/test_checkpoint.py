@@ -139,3 +139,14 @@ def test_preprocess_like_megvii_shapes_order_and_range():
 def test_preprocess_like_megvii_rejects_bad_input():
     with pytest.raises(ValueError, match="3 x H x W"):
         preprocess_like_megvii(torch.zeros(1, 64, 64))
+
+
+def test_non_tensor_entry_is_a_checkpoint_error_and_nothing_is_loaded():
+    model = sf.ShuffleNetV1(model_size="0.5x", group=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v.clone() + 1 for k, v in model.state_dict().items()}
+    state["features.0.branch_main_1.3.weight"] = 7
+    expected = r"features\.0\.branch_main_1\.3\.weight: checkpoint int \(not a tensor\)"
+    with pytest.raises(CheckpointError, match=expected):
+        sf.load_megvii_checkpoint(model, state)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -56,6 +56,11 @@ def _state_dict(source: str | os.PathLike | Mapping[str, Tensor]) -> dict[str, T
     return state
 
 
+def _described(value: object) -> str:
+    """A checkpoint entry's shape, or its type when it is not a tensor."""
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else f"{type(value).__name__} (not a tensor)"
+
+
 def load_megvii_checkpoint(
     model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, Tensor]
 ) -> nn.Module:
@@ -83,7 +88,7 @@ def load_megvii_checkpoint(
     missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+        f"{k}: checkpoint {_described(v)}, model {tuple(expected[k].shape)}"
         for k, v in state.items()
         if k in expected and (not isinstance(v, Tensor) or v.shape != expected[k].shape)
     ]
