@@ -26,7 +26,7 @@ void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var, con
 TORCH_LIBRARY_FRAGMENT(shufflenet_fused, m) {
   m.def(
       "update_running_stats(Tensor(a!) running_mean, Tensor(b!) running_var, Tensor mean, "
-      "Tensor invstd, float momentum, float eps, int count) -> ()");
+      "Tensor invstd, float momentum, float eps, SymInt count) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(shufflenet_fused, CompositeExplicitAutograd, m) {
