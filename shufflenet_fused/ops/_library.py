@@ -109,7 +109,13 @@ def _backward_fake(
 
 @torch.library.register_fake("shufflenet_fused::update_running_stats")
 def _update_running_stats_fake(
-    running_mean: Tensor, running_var: Tensor, mean: Tensor, invstd: Tensor, momentum: float, eps: float, count: int | torch.SymInt
+    running_mean: Tensor,
+    running_var: Tensor,
+    mean: Tensor,
+    invstd: Tensor,
+    momentum: float,
+    eps: float,
+    count: int | torch.SymInt,
 ) -> None:
     _check_devices(running_mean, running_var=running_var, mean=mean, invstd=invstd)
     return None

@@ -105,13 +105,13 @@ def _fused(
     return out
 
 
-def _count(out: Tensor) -> int:
+def _count(out: Tensor) -> int | torch.SymInt:
     return out.shape[0] * out.shape[2] * out.shape[3]
 
 
 def _update_running_stats(
     running_mean: Tensor, running_var: Tensor, mean: Tensor, invstd: Tensor, eps: float, momentum: float,
-    count: int,
+    count: int | torch.SymInt,
 ) -> None:
     # As F.batch_norm: (1 - m) * old + m * new, with the unbiased batch variance.
     ops.update_running_stats(running_mean, running_var, mean, invstd, momentum, eps, count)
