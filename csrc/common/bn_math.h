@@ -101,4 +101,13 @@ SF_HD BnBackwardCoefs bn_backward_coefs(double gamma, double invstd, double sum_
   return BnBackwardCoefs{A, -A * invstd * dgamma / count, -A * sum_g / count};
 }
 
+// dz of one element, given g and zc = z - mean. With frozen statistics
+// (training false: B = D = 0) the second term is left out rather than
+// multiplied by zero, so that a NaN or Inf in z, i.e. in the input, does not
+// reach dz: with eval BN the input's gradient does not depend on the input.
+template <typename T>
+SF_HD T bn_backward_dz(T A, T B, T D, T g, T zc, bool training) {
+  return training ? A * g + B * zc + D : A * g;
+}
+
 }  // namespace shufflenet_fused

@@ -166,7 +166,8 @@ void backward_kernel(const BackwardParams& P) {
           const acc_t* zn = z.get() + n * plane;
           acc_t* dzn = dz.get() + n * plane;
 #pragma omp simd
-          for (int64_t i = 0; i < plane; ++i) dzn[i] = a * static_cast<acc_t>(gn[i]) + b * (zn[i] - m) + d;
+          for (int64_t i = 0; i < plane; ++i)
+            dzn[i] = bn_backward_dz(a, b, d, static_cast<acc_t>(gn[i]), zn[i] - m, P.training);
         }
 
         double gw[K * K] = {};

@@ -49,6 +49,7 @@ struct TileArgs {
   // sum_gzc), Dz (the K*K weight-gradient taps).
   acc_t* part;
   acc_t* part_g;  // Dz: sum_g, sum_gzc partials as well (frozen statistics); may be null
+  bool training;  // Dz: batch statistics (false: frozen, eval BN)
   Geo geo;
 };
 
@@ -159,7 +160,8 @@ SF_HD void chunk_epilogue(const TileArgs<scalar_t, acc_t>& a, const LaneChannels
     if constexpr (P == TilePass::Dz) {
       acc_t d[kChunk];
       SF_UNROLL
-      for (int v = 0; v < kChunk; ++v) d[v] = v < nvalid ? lc.A * gv[v] + lc.B * (z[v] - lc.mean) + lc.D : acc_t(0);
+      for (int v = 0; v < kChunk; ++v)
+        d[v] = v < nvalid ? bn_backward_dz(lc.A, lc.B, lc.D, gv[v], z[v] - lc.mean, a.training) : acc_t(0);
       acc_t* dzo = a.dz + n * g.os[0] + lane.input * g.os[1] + oh * g.os[2] + ow0 * g.os[3];
       SF_UNROLL
       for (int v = 0; v < kChunk; ++v)

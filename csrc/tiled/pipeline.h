@@ -236,6 +236,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_backward(
   auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.g = pr.g.data_ptr<scalar_t>();
   ta.dz = dz.data_ptr<acc_t>();
+  ta.training = training;
 
   FinalizeGradStatsArgs<acc_t> fg{};
   fg.in = partials<acc_t>(pr, tp, part_g);
