@@ -21,3 +21,20 @@ def megvii() -> types.SimpleNamespace:
     if seed is None:
         pytest.skip(f"the seed's Megvii code is not in {SEED_DIR} (set SHUFFLENET_FUSED_SEED_DIR)")
     return seed
+
+
+# Every CPU dispatch level, widest last; tests that take `cpu_isa` run once per level this
+# CPU supports (the others skip) and leave the widest one in effect.
+CPU_ISAS = ["baseline", "avx2", "avx512"]
+
+
+@pytest.fixture(params=CPU_ISAS)
+def cpu_isa(request):
+    from shufflenet_fused.ops._library import ops
+
+    widest = ops._cpu_isa("auto")
+    if CPU_ISAS.index(request.param) > CPU_ISAS.index(widest):
+        pytest.skip(f"this CPU does not support {request.param}")
+    ops._cpu_isa(request.param)
+    yield request.param
+    ops._cpu_isa("auto")

@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 import torch
+from conftest import CPU_ISAS
 from op_cases import (
     Case,
     assert_low_precision_matches_float64,
@@ -22,23 +23,6 @@ from op_cases import (
 import shufflenet_fused as sf
 from shufflenet_fused.ops import reference
 from shufflenet_fused.ops._library import ops
-
-ORDER = ["baseline", "avx2", "avx512"]
-
-
-def _supported() -> list[str]:
-    widest = ops._cpu_isa("auto")
-    return ORDER[: ORDER.index(widest) + 1]
-
-
-@pytest.fixture(params=ORDER)
-def cpu_isa(request):
-    if request.param not in _supported():
-        pytest.skip(f"this CPU does not support {request.param}")
-    ops._cpu_isa(request.param)
-    yield request.param
-    ops._cpu_isa("auto")
-
 
 CASES = [
     Case(2, 6, h, w, k=k, stride=s, groups=3, order=o)
@@ -132,7 +116,7 @@ def test_every_isa_low_precision_matches_float64_reference(cpu_isa: str, dtype: 
 def test_unknown_or_unsupported_isa_is_rejected() -> None:
     with pytest.raises(RuntimeError, match="unknown CPU ISA"):
         ops._cpu_isa("sse9")
-    assert ops._cpu_isa("") in ORDER
+    assert ops._cpu_isa("") in CPU_ISAS
 
 
 # A non-finite input reaches exactly the outputs whose window holds it, as in the

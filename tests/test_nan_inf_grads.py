@@ -14,22 +14,6 @@ import torch
 import shufflenet_fused as sf
 from shufflenet_fused.ops._library import ops
 
-ORDER = ["baseline", "avx2", "avx512"]
-
-
-def _supported() -> list[str]:
-    widest = ops._cpu_isa("auto")
-    return ORDER[: ORDER.index(widest) + 1]
-
-
-@pytest.fixture(params=ORDER)
-def cpu_isa(request):
-    if request.param not in _supported():
-        pytest.skip(f"this CPU does not support {request.param}")
-    ops._cpu_isa(request.param)
-    yield request.param
-    ops._cpu_isa("auto")
-
 
 def _pattern(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.isnan(t), torch.isinf(t)
