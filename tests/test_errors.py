@@ -49,6 +49,12 @@ BAD = [
     ({"running_mean": None}, "running_mean and running_var must be given together"),
     ({"running_mean": None, "running_var": None}, "required when training=False"),
     ({"input": torch.randn(1, C, 1, 1), "training": True}, "more than 1 value per channel"),
+    ({"input": torch.randn(2, 0, 5, 5)}, "at least one channel"),
+    ({"stride": True}, "stride must be 1 or 2"),
+    ({"training": None}, "training must be a bool"),
+    ({"eps": -1.0}, "eps must be a finite number >= 0"),
+    ({"eps": float("nan")}, "eps must be a finite number >= 0"),
+    ({"eps": 0.0, "training": True}, "eps must be positive when training"),
 ]
 
 
@@ -140,3 +146,24 @@ def test_double_backward_is_an_error_not_a_wrong_answer() -> None:
         # Raised as soon as a graph of the backward is asked for.
         (gx,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
         gx.sum().backward()
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda a: ops.dwconv_bn_eval(*a, None, None, 3, 1, -1.0, False), "eps must be a finite number >= 0"),
+        (lambda a: ops.dwconv_bn_eval(*a, None, None, 3, 1, float("nan"), False), "eps must be a finite number"),
+        (lambda a: ops.dwconv_bn_train(a[0], a[1], None, None, 3, 1, 0.0, False), "eps must be positive when training"),
+    ],
+    ids=["eval eps<0", "eval eps nan", "train eps=0"],
+)
+def test_raw_ops_reject_bad_eps(call, message) -> None:
+    a = (torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3), torch.zeros(C), torch.ones(C))
+    with pytest.raises(RuntimeError, match=message):
+        call(a)
+
+
+def test_raw_op_rejects_no_channels() -> None:
+    with pytest.raises(RuntimeError, match="at least one channel"):
+        ops.dwconv_bn_eval(torch.randn(2, 0, 5, 5), torch.randn(0, 1, 3, 3), torch.zeros(0), torch.ones(0), None,
+                           None, 1, 1, 1e-5, False)  # fmt: skip

@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
 
+#include <cmath>
+
 #include "common/conv_geometry.h"
 
 namespace shufflenet_fused {
@@ -46,6 +48,7 @@ inline ConvGeometry check_conv_args(const at::Tensor& input, const at::Tensor& w
               "shufflenet_fused: input must be float32, float64, float16 or bfloat16, got ",
               input.scalar_type());
   const int64_t C = input.size(1);
+  TORCH_CHECK(C >= 1, "shufflenet_fused: input must have at least one channel, got shape ", input.sizes());
   TORCH_CHECK(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 &&
                   weight.size(2) == weight.size(3),
               "shufflenet_fused: weight must have shape (C, 1, k, k) with C=", C, ", got ",
@@ -113,10 +116,19 @@ inline at::ScalarType bn_grad_dtype(const c10::optional<at::Tensor>& bn_weight,
 
 // ------------------------------------------------------------ per op ----
 
+// As F.batch_norm: eps >= 0 (finite), and > 0 with batch statistics.
+inline void check_eps(double eps, bool training) {
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0, "shufflenet_fused: eps must be a finite number >= 0, got ", eps);
+  TORCH_CHECK(!training || eps > 0, "shufflenet_fused: eps must be positive when training (batch statistics), got ",
+              eps);
+}
+
 inline ConvGeometry check_eval_args(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& running_mean,
                                     const at::Tensor& running_var, const c10::optional<at::Tensor>& bn_weight,
-                                    const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride) {
+                                    const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride,
+                                    double eps) {
   const ConvGeometry g = check_conv_args(input, weight, groups, stride);
+  check_eps(eps, /*training=*/false);
   check_per_channel(running_mean, "running_mean", input);
   check_per_channel(running_var, "running_var", input);
   check_optional_per_channel(bn_weight, "bn_weight", input);
@@ -126,8 +138,10 @@ inline ConvGeometry check_eval_args(const at::Tensor& input, const at::Tensor& w
 
 inline ConvGeometry check_train_args(const at::Tensor& input, const at::Tensor& weight,
                                      const c10::optional<at::Tensor>& bn_weight,
-                                     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride) {
+                                     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride,
+                                     double eps) {
   const ConvGeometry g = check_conv_args(input, weight, groups, stride);
+  check_eps(eps, /*training=*/true);
   check_optional_per_channel(bn_weight, "bn_weight", input);
   check_optional_per_channel(bn_bias, "bn_bias", input);
   check_training_count(g);

@@ -87,7 +87,7 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const c10::optional<at::Tensor>& bn_bias, int64_t groups,
                               int64_t stride, double eps, bool shuffle_last) {
   const ConvGeometry g =
-      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
+      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
 
   // Fold BN into y = conv * scale + shift, per parameter channel.
   const std::vector<double> mean = read_values_or(running_mean, g.C, 0.0);
@@ -118,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
     const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
     bool shuffle_last) {
-  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
+  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride, eps);
 
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);

@@ -28,7 +28,7 @@ at::Tensor dwconv_bn_eval_cuda(const at::Tensor& input, const at::Tensor& weight
                                const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride,
                                double eps, bool shuffle_last) {
   const ConvGeometry g =
-      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
+      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
   check_on_cuda(input);
   const c10::cuda::CUDAGuard device_guard(input.device());
   const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last);
@@ -40,7 +40,7 @@ at::Tensor dwconv_bn_eval_cuda(const at::Tensor& input, const at::Tensor& weight
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cuda(
     const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps, bool shuffle_last) {
-  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
+  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride, eps);
   check_on_cuda(input);
   const c10::cuda::CUDAGuard device_guard(input.device());
   const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last);

@@ -168,7 +168,7 @@ at::Tensor emulate_eval(const at::Tensor& input, const at::Tensor& weight, const
                         const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
                         bool shuffle_last) {
   const ConvGeometry g =
-      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride);
+      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
   check_emulated(input);
   const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
   EmuExec ex;
@@ -182,7 +182,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_train(const at::Tensor& i
                                                              const c10::optional<at::Tensor>& bn_bias,
                                                              int64_t groups, int64_t stride, double eps,
                                                              bool shuffle_last) {
-  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride);
+  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride, eps);
   check_emulated(input);
   const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
   EmuExec ex;

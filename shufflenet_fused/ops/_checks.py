@@ -6,6 +6,8 @@ paths reject exactly the same inputs with the same message.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -25,18 +27,28 @@ def check_args(
     stride: int,
     training: bool,
     order: str,
+    eps: float,
 ) -> None:
     if not isinstance(input, Tensor) or input.dim() != 4:
         raise ValueError(f"input must be a 4-D tensor (N, C, H, W), got {_describe(input)}")
     if input.dtype not in FLOAT_DTYPES:
         raise ValueError(f"input must be float32, float64, float16 or bfloat16, got {input.dtype}")
     n, c, h, w = input.shape
+    if c < 1:
+        raise ValueError(f"input must have at least one channel, got shape {tuple(input.shape)}")
     if h < 1 or w < 1:
         raise ValueError(f"input spatial size must be at least 1x1, got {h}x{w}")
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or c % groups != 0:
         raise ValueError(f"groups={groups!r} must be a positive int dividing the channel count C={c}")
-    if stride not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+    if type(stride) is not int or stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2 (an int), got {stride!r}")
+    if type(training) is not bool:
+        raise ValueError(f"training must be a bool, got {training!r}")
+    # As F.batch_norm: eps inside the square root, >= 0, and > 0 with batch statistics.
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if training and eps == 0:
+        raise ValueError("eps must be positive when training (batch statistics), got 0")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if not isinstance(weight, Tensor) or weight.dim() != 4:

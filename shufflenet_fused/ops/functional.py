@@ -43,7 +43,7 @@ def shuffle_dwconv_bn(
             input, weight, running_mean, running_var, bn_weight, bn_bias,
             groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
         )  # fmt: skip
-    if not training and _eval_fast_path_applies(running_mean, running_var, groups, stride, order):
+    if training is False and _eval_fast_path_applies(running_mean, running_var, groups, stride, order):
         # Eval, eager: the op checks every tensor argument itself (TORCH_CHECK,
         # and the fake kernels' device checks), so check_args, a few
         # microseconds of Python per call, runs only when the op rejects its
@@ -55,9 +55,9 @@ def shuffle_dwconv_bn(
             )  # fmt: skip
         except (RuntimeError, TypeError) as err:
             error = err
-        check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
+        check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps)
         raise error
-    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
+    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps)
     if validation.is_active():
         return validation.checked_call(
             _fused,

@@ -41,7 +41,7 @@ def shuffle_dwconv_bn(
     order: str = "shuffle_first",
 ) -> Tensor:
     """Reference for :func:`shufflenet_fused.shuffle_dwconv_bn` (same signature and semantics)."""
-    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order)
+    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps)
     k = weight.shape[-1]
     c = input.shape[1]
     x = channel_shuffle(input, groups) if order == "shuffle_first" else input
