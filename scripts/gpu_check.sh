@@ -37,7 +37,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 # ------------------------------------------------------------------- build ----
 step "build (TORCH_CUDA_ARCH_LIST=$ARCH, one arch to save time)"
 BUILD_RC=0
-SHUFFLENET_FUSED_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+SHUFFLENET_FUSED_CUDA=1 SHUFFLENET_FUSED_TEST_OPS=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
   timeout "$(allow 120 180)" "$PY" -m pip install --no-build-isolation --no-deps -e . \
   >"$OUT_DIR/build.log" 2>&1 || BUILD_RC=$?
 grep -E "warning|error" "$OUT_DIR/build.log" | grep -v "^WARNING: Running pip" | head -20
