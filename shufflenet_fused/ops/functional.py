@@ -7,6 +7,7 @@ from torch import Tensor
 
 from . import reference, validation
 from ._checks import ORDERS, check_args
+from ._export import exporting_to_onnx
 from ._library import ops
 
 
@@ -35,14 +36,6 @@ def shuffle_dwconv_bn(
     uses the running statistics, which are then required. ``bn_weight``/``bn_bias`` may be None.
     ``groups`` is that of ``torch.nn.ChannelShuffle``.
     """
-    if torch.onnx.is_in_onnx_export():
-        # ONNX has no fused op: export the same computation as standard operators
-        # (Conv with group = C, BatchNormalization, the shuffle as Reshape/Transpose),
-        # which every runtime (ONNX Runtime, OpenVINO, TensorRT) runs.
-        return reference.shuffle_dwconv_bn(
-            input, weight, running_mean, running_var, bn_weight, bn_bias,
-            groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
-        )  # fmt: skip
     if training is False and _eval_fast_path_applies(running_mean, running_var, groups, stride, order):
         # Eval, eager: the op checks every tensor argument itself (TORCH_CHECK,
         # and the fake kernels' device checks), so check_args, a few
@@ -57,6 +50,14 @@ def shuffle_dwconv_bn(
             error = err
         check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps)
         raise error
+    if exporting_to_onnx():
+        # ONNX has no fused op: export the same computation as standard operators
+        # (Conv with group = C, BatchNormalization, the shuffle as Reshape/Transpose),
+        # which every runtime (ONNX Runtime, OpenVINO, TensorRT) runs.
+        return reference.shuffle_dwconv_bn(
+            input, weight, running_mean, running_var, bn_weight, bn_bias,
+            groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
+        )  # fmt: skip
     check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps)
     if validation.is_active():
         return validation.checked_call(
@@ -88,6 +89,7 @@ def _eval_fast_path_applies(
         and running_var is not None
         and not validation.is_active()
         and not torch.compiler.is_compiling()
+        and torch._C._get_tracing_state() is None  # TorchScript tracing (the ONNX exporter)
     )
 
 

@@ -7,18 +7,18 @@ F.batch_norm, in the order asked for.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_args
+from ._export import exporting_to_onnx
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """torch.nn.ChannelShuffle(groups): output channel o reads (o % g) * (C // g) + o // g."""
     if groups == 1:
         return x
-    if torch.onnx.is_in_onnx_export():
+    if exporting_to_onnx():
         # The same permutation as Reshape/Transpose/Reshape: ONNX has no channel
         # shuffle, and the TorchScript exporter has no translation for aten's.
         return x.unflatten(1, (groups, x.shape[1] // groups)).transpose(1, 2).flatten(1, 2)
