@@ -16,9 +16,10 @@ void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var, con
                           const at::Tensor& invstd, double momentum, double eps, int64_t count) {
   check_running_stats_args(running_mean, running_var, mean, invstd, count);
   at::NoGradGuard no_grad;
-  const at::Tensor var = unbiased_var_from_invstd(invstd.to(at::kDouble), eps, static_cast<double>(count));
-  running_mean.copy_(running_average(running_mean.to(at::kDouble), mean.to(at::kDouble), momentum));
-  running_var.copy_(running_average(running_var.to(at::kDouble), var, momentum));
+  // In the running statistics' own dtype, as F.batch_norm: no double copies per step.
+  const at::Tensor var = unbiased_var_from_invstd(invstd, eps, static_cast<double>(count));
+  running_mean.copy_(running_average(running_mean, mean.to(running_mean.scalar_type()), momentum));
+  running_var.copy_(running_average(running_var, var.to(running_var.scalar_type()), momentum));
 }
 
 }  // namespace
