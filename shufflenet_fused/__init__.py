@@ -6,7 +6,15 @@ The op lives in :mod:`shufflenet_fused.ops`, the ShuffleNetV1 models in
 
 from . import checkpoint, models, ops
 from ._version import __version__
-from .models import CheckpointError, ShuffleNetV1, ShuffleV1Block, fuse, load_megvii_checkpoint
+from .models import (
+    CheckpointError,
+    ShuffleNetV1,
+    ShuffleV1Block,
+    SyncBatchNorm,
+    convert_sync_batchnorm,
+    fuse,
+    load_megvii_checkpoint,
+)
 from .ops import ValidationError, cuda_kernels_built, reference, shuffle_dwconv_bn, validating
 
 __all__ = [
@@ -20,6 +28,8 @@ __all__ = [
     "ShuffleV1Block",
     "ShuffleNetV1",
     "fuse",
+    "SyncBatchNorm",
+    "convert_sync_batchnorm",
     "load_megvii_checkpoint",
     "CheckpointError",
     "ValidationError",

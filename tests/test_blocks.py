@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import shufflenet_fused as sf
-from shufflenet_fused.models.blocks import batch_norm_arguments
+from shufflenet_fused.models.batch_norm import batch_norm_arguments
 from shufflenet_fused.ops import functional
 
 # (inp, oup, group, first_group, stride): mid_channels = oup // 4, as the network builds them.

@@ -18,31 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops import functional, reference, validation
 from ..ops._checks import KERNEL_SIZES
-
-
-def batch_norm_arguments(bn: _BatchNorm) -> tuple[Tensor | None, Tensor | None, bool, float]:
-    """What ``bn.forward`` would pass to ``F.batch_norm``, with its side effect.
-
-    Returns ``(running_mean, running_var, training, momentum)``. Like
-    ``nn.BatchNorm2d.forward`` it increments ``bn.num_batches_tracked`` in training mode
-    (when running statistics are tracked) and turns ``momentum=None`` into the cumulative
-    average factor ``1 / num_batches_tracked``. ``training`` is True in training mode and
-    also in eval mode when the module keeps no running statistics; the running statistics
-    are None when training with ``track_running_stats=False``.
-    """
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    training = bn.training or (bn.running_mean is None and bn.running_var is None)
-    use_running = not bn.training or bn.track_running_stats
-    return (bn.running_mean if use_running else None, bn.running_var if use_running else None, training,
-            momentum)  # fmt: skip
+from .batch_norm import batch_norm_arguments, run_layers, sync_group
 
 
 class ShuffleV1Block(nn.Module):
@@ -133,18 +112,20 @@ class ShuffleV1Block(nn.Module):
 
     def forward(self, old_x: Tensor) -> Tensor:
         if self.fused:
+            # run_layers: nn.SyncBatchNorm layers synchronize through shufflenet_fused.
             main = self.branch_main_1
-            x = main[2](main[1](main[0](old_x)))
+            x = run_layers((main[0], main[1], main[2]), old_x)
             if validation.is_active():
                 with validation.layer(validation.name_of(self)):
                     x = self._shuffle_dwconv_bn(x)
             else:
                 x = self._shuffle_dwconv_bn(x)
+            x = run_layers(self.branch_main_2, x)
         else:
             x = self.branch_main_1(old_x)
             if self.group > 1:
                 x = self.channel_shuffle(x)
-        x = self.branch_main_2(x)
+            x = self.branch_main_2(x)
         if self.stride == 1:
             return F.relu(x + old_x)
         return torch.cat((self.branch_proj(old_x), F.relu(x)), 1)
@@ -159,7 +140,7 @@ class ShuffleV1Block(nn.Module):
         return functional.shuffle_dwconv_bn(
             x, weight, running_mean, running_var, bn.weight, bn.bias,
             groups=self.shuffle_groups, stride=self.stride, training=training, momentum=momentum,
-            eps=bn.eps, order="shuffle_last",
+            eps=bn.eps, order="shuffle_last", process_group=sync_group(bn),
         )  # fmt: skip
 
     def extra_repr(self) -> str:

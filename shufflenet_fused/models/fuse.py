@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..ops._checks import KERNEL_SIZES
+from .batch_norm import SyncBatchNorm
 from .blocks import ShuffleV1Block
 
 __all__ = ["fuse", "is_megvii_block"]
@@ -22,8 +23,9 @@ def is_megvii_block(module: nn.Module) -> bool:
     ``mid_channels``, ``ksize`` (3, 5 or 7), ``pad``, ``inp``; ``branch_main_1`` a
     ``Sequential`` of 5 modules whose index 3 is the depthwise ``Conv2d`` (``mid_channels``
     channels, ``ksize`` kernel, ``stride``, padding ``ksize // 2``, no bias) and index 4 a
-    ``BatchNorm2d`` of ``mid_channels``; ``branch_main_2`` a ``Sequential``; ``branch_proj``
-    when ``stride == 2``. Our own :class:`ShuffleV1Block` qualifies too.
+    ``BatchNorm2d`` or ``SyncBatchNorm`` of ``mid_channels``; ``branch_main_2`` a
+    ``Sequential``; ``branch_proj`` when ``stride == 2``. Our own :class:`ShuffleV1Block`
+    qualifies too.
     """
     stride = getattr(module, "stride", None)
     group = getattr(module, "group", None)
@@ -51,7 +53,7 @@ def is_megvii_block(module: nn.Module) -> bool:
         and dw.dilation == (1, 1)
         and dw.padding_mode == "zeros"
         and dw.bias is None
-        and _plain(bn, nn.BatchNorm2d)
+        and any(_plain(bn, cls) for cls in (nn.BatchNorm2d, nn.SyncBatchNorm, SyncBatchNorm))
         and bn.num_features == mid
     )
 
@@ -64,10 +66,13 @@ def fuse(model: nn.Module) -> nn.Module:
     structure, see :func:`is_megvii_block`, so the classes of megvii-model/ShuffleNet-Series
     qualify) is replaced in its parent by a :class:`ShuffleV1Block` with ``fused=True`` that
     holds the very same submodules, hence the same parameter and buffer tensors (nothing is
-    copied; an optimizer built before keeps working). Our own blocks with ``fused=False``
-    are switched to ``fused=True``. Blocks whose depthwise kernel size the fused op does not
-    support (other than 3, 5, 7) are left as they are. Hooks registered on a replaced block
-    object are not carried over (those on its submodules are).
+    copied; an optimizer built before keeps working). ``nn.SyncBatchNorm`` layers stay
+    synchronized: the fused block passes their process group to the fused op, and runs its
+    other ``SyncBatchNorm`` layers through :mod:`shufflenet_fused.ops.sync_batch_norm`. Our
+    own blocks with ``fused=False`` are switched to ``fused=True``. Blocks whose depthwise
+    kernel size the fused op does not support (other than 3, 5, 7) are left as they are.
+    Hooks registered on a replaced block object are not carried over (those on its
+    submodules are).
     """
     if isinstance(model, ShuffleV1Block):
         if is_megvii_block(model):

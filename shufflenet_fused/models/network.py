@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .batch_norm import run_layers
 from .blocks import ShuffleV1Block
 
 # stage_out_channels per (group, model_size), as in Megvii's network.py.
@@ -92,7 +93,9 @@ class ShuffleNetV1(nn.Module):
         self._initialize_weights()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.first_conv(x)
+        # nn.SyncBatchNorm layers (convert_sync_batchnorm) synchronize through
+        # shufflenet_fused, which also runs on CPU; otherwise this is first_conv(x).
+        x = run_layers(self.first_conv, x)
         x = self.maxpool(x)
         x = self.features(x)
         x = self.globalpool(x)

@@ -28,7 +28,12 @@ def check_args(
     training: bool,
     order: str,
     eps: float,
+    *,
+    synchronized: bool = False,
 ) -> None:
+    """Raises ValueError naming the first bad argument. ``synchronized``: the batch
+    statistics pool several processes' batches, so this one's may hold a single value (the
+    pooled count is checked once the processes have exchanged theirs)."""
     if not isinstance(input, Tensor) or input.dim() != 4:
         raise ValueError(f"input must be a 4-D tensor (N, C, H, W), got {_describe(input)}")
     if input.dtype not in FLOAT_DTYPES:
@@ -80,7 +85,7 @@ def check_args(
         raise ValueError("running_mean and running_var must be given together (or both None)")
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
-    if training:
+    if training and not synchronized:
         k = weight.shape[2]
         ho = (h + 2 * (k // 2) - k) // stride + 1
         wo = (w + 2 * (k // 2) - k) // stride + 1

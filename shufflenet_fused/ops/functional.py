@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
@@ -9,6 +11,10 @@ from . import reference, validation
 from ._checks import ORDERS, check_args
 from ._export import exporting_to_onnx
 from ._library import ops
+from .sync_batch_norm import group_size, sync_shuffle_dwconv_bn
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 
 def shuffle_dwconv_bn(
@@ -25,6 +31,7 @@ def shuffle_dwconv_bn(
     momentum: float = 0.1,
     eps: float = 1e-5,
     order: str = "shuffle_first",
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     """Fused ``BN(DW(channel_shuffle(x)))`` (``order="shuffle_first"``, the paper's order) or
     ``channel_shuffle(BN(DW(x)))`` (``order="shuffle_last"``, the Megvii code's order).
@@ -35,6 +42,12 @@ def shuffle_dwconv_bn(
     (``(1 - momentum) * old + momentum * new``, unbiased variance); with ``training=False`` it
     uses the running statistics, which are then required. ``bn_weight``/``bn_bias`` may be None.
     ``groups`` is that of ``torch.nn.ChannelShuffle``.
+
+    ``process_group``: synchronized BatchNorm. With ``training=True`` and a group of more
+    than one process, the batch statistics are those of every process's batch together
+    (exactly as ``nn.SyncBatchNorm``, also on CPU with gloo; see
+    :mod:`shufflenet_fused.ops.sync_batch_norm`); every process of the group must make the
+    call. Ignored in eval mode and for a group of one process.
     """
     if training is False and _eval_fast_path_applies(running_mean, running_var, groups, stride, order):
         # Eval, eager: the op checks every tensor argument itself (TORCH_CHECK,
@@ -57,18 +70,21 @@ def shuffle_dwconv_bn(
         return reference.shuffle_dwconv_bn(
             input, weight, running_mean, running_var, bn_weight, bn_bias,
             groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
+            process_group=process_group,
         )  # fmt: skip
-    check_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps)
+    synchronized = training is True and group_size(process_group) > 1
+    check_args(
+        input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, training, order, eps,
+        synchronized=synchronized,
+    )  # fmt: skip
+    kwargs = dict(groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order)
+    if synchronized:
+        kwargs["process_group"] = process_group
     if validation.is_active():
         return validation.checked_call(
-            _fused,
-            input, weight, running_mean, running_var, bn_weight, bn_bias,
-            groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
+            _fused, input, weight, running_mean, running_var, bn_weight, bn_bias, **kwargs
         )  # fmt: skip
-    return _fused(
-        input, weight, running_mean, running_var, bn_weight, bn_bias,
-        groups=groups, stride=stride, training=training, momentum=momentum, eps=eps, order=order,
-    )  # fmt: skip
+    return _fused(input, weight, running_mean, running_var, bn_weight, bn_bias, **kwargs)
 
 
 # The ops' overloads, bound once (a call through the overload packet costs more).
@@ -96,9 +112,14 @@ def _eval_fast_path_applies(
 def _fused(
     input: Tensor, weight: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
     bn_weight: Tensor | None, bn_bias: Tensor | None, *, groups: int, stride: int, training: bool,
-    momentum: float, eps: float, order: str,
+    momentum: float, eps: float, order: str, process_group: ProcessGroup | None = None,
 ) -> Tensor:
     shuffle_last = order == "shuffle_last"
+    if process_group is not None:
+        return sync_shuffle_dwconv_bn(
+            input, weight, running_mean, running_var, bn_weight, bn_bias, groups=groups, stride=stride,
+            momentum=momentum, eps=eps, shuffle_last=shuffle_last, process_group=process_group,
+        )  # fmt: skip
     if not training:
         return _eval_op(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
     out, mean, invstd = _train_op(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last)
