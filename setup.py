@@ -5,8 +5,9 @@ build and nvcc is found (no GPU is needed to compile). Environment:
 
   SHUFFLENET_FUSED_CUDA=0|1       force the CUDA kernels off / on (default: auto)
   SHUFFLENET_FUSED_TEST_OPS=0|1   also build the test-only ops (csrc/**/*_test_ops.cpp:
-                                  the index-math checks and the CPU emulator of the
-                                  tiled CUDA pipeline); scripts/setup_env.sh turns it on
+                                  the index-math checks, the CPU emulator of the tiled
+                                  CUDA pipeline and the host runner of the CUDA kernels);
+                                  scripts/setup_env.sh turns it on
   TORCH_CUDA_ARCH_LIST        CUDA archs (default here: "8.0;9.0+PTX")
   MAX_JOBS                    parallel compile jobs (torch's own variable)
 """
@@ -74,8 +75,11 @@ def _sources(*patterns: str) -> list[str]:
 
 
 def _extension():
-    # csrc/cuda holds the only sources that need nvcc; everything else is host C++.
-    cpp_sources = _sources("csrc/*.cpp", "csrc/common/**/*.cpp", "csrc/cpu/**/*.cpp", "csrc/tiled/**/*.cpp")
+    # csrc/cuda/*.cu and *.cpp are the only sources that need nvcc and the CUDA headers.
+    # csrc/cuda/host holds host C++ (the CUDA kernels run on host threads, test-only).
+    cpp_sources = _sources(
+        "csrc/*.cpp", "csrc/common/**/*.cpp", "csrc/cpu/**/*.cpp", "csrc/tiled/**/*.cpp", "csrc/cuda/host/*.cpp"
+    )
     # -fno-tree-loop-distribute-patterns: keep short row copies as inline vector
     # loops instead of memcpy calls (csrc/cpu/flat_plane.h).
     # -fopenmp: at::parallel_for is a header template that runs serially unless
@@ -88,7 +92,7 @@ def _extension():
     include_dirs = [os.path.join(HERE, "csrc")]
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
-        cuda_sources = _sources("csrc/cuda/**/*.cu", "csrc/cuda/**/*.cpp")
+        cuda_sources = _sources("csrc/cuda/*.cu", "csrc/cuda/*.cpp")
         return CUDAExtension(
             "shufflenet_fused._C",
             cpp_sources + cuda_sources,

@@ -17,6 +17,7 @@ import random
 
 import pytest
 import torch
+from tiled_harness import make, run_case
 
 from shufflenet_fused.ops import reference
 
@@ -25,6 +26,7 @@ ops = torch.ops.shufflenet_fused
 pytestmark = pytest.mark.skipif(not hasattr(ops, "_debug_emulate_eval"), reason="extension built without the debug ops")
 
 ORDERS = ("shuffle_first", "shuffle_last")
+EMULATED = "_debug_emulate"
 
 
 # --------------------------------------------------------------- index math ----
@@ -67,103 +69,6 @@ def test_windows_match_brute_force(size, k, stride):
 # ------------------------------------------------------------ emulated ops ----
 
 
-def _make(n, c, h, w, k, dtype, layout, seed):
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(*shape, lo=-1.0, hi=1.0):
-        return torch.rand(*shape, generator=g, dtype=torch.float64) * (hi - lo) + lo
-
-    x = rand(n, c, h, w)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif layout == "strided":
-        x = rand(n, c, h, 2 * w)[..., ::2]
-    return {
-        "x": x.to(dtype),
-        "w": rand(c, 1, k, k).to(dtype),
-        "rm": rand(c, lo=-0.5, hi=0.5),
-        "rv": rand(c, lo=0.5, hi=1.5),
-        "gamma": rand(c, lo=0.5, hi=1.5),
-        "beta": rand(c),
-    }
-
-
-def _tol(dtype):
-    return dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
-
-
-def _reference(t, *, groups, stride, order, training, affine, grad_seed=1):
-    """Reference output, running stats after one step and all gradients, in float64."""
-    x = t["x"].double().detach().requires_grad_()
-    w = t["w"].double().detach().requires_grad_()
-    gamma = t["gamma"].clone().requires_grad_() if affine else None
-    beta = t["beta"].clone().requires_grad_() if affine else None
-    rm, rv = t["rm"].clone(), t["rv"].clone()
-    y = reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, groups=groups, stride=stride,
-                                    training=training, order=order)  # fmt: skip
-    gy = torch.rand(y.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64) - 0.5
-    y.backward(gy)
-    return {
-        "y": y.detach(), "gy": gy, "gx": x.grad, "gw": w.grad,
-        "ggamma": None if gamma is None else gamma.grad, "gbeta": None if beta is None else beta.grad,
-    }  # fmt: skip
-
-
-def _check(got, expected, dtype, what):
-    torch.testing.assert_close(got.double(), expected.double(), **_tol(dtype), msg=lambda m: f"{what}: {m}")
-
-
-def _run_case(n, c, h, w, k, stride, groups, order, layout, dtype=torch.float64, affine=True, seed=0):
-    t = _make(n, c, h, w, k, dtype, layout, seed)
-    sl = order == "shuffle_last"
-    gamma = t["gamma"].to(torch.float64 if dtype == torch.float64 else torch.float32) if affine else None
-    beta = t["beta"].to(gamma.dtype) if affine else None
-    sdt = torch.float64 if dtype == torch.float64 else torch.float32
-    eps = 1e-5
-    cl_in = layout == "channels_last" and not t["x"].is_contiguous()
-
-    # Eval forward and backward (frozen statistics).
-    ref = _reference(t, groups=groups, stride=stride, order=order, training=False, affine=affine)
-    y = ops._debug_emulate_eval(t["x"], t["w"], t["rm"].to(sdt), t["rv"].to(sdt), gamma, beta, groups, stride, eps, sl)
-    _check(y, ref["y"], dtype, "eval output")
-    assert y.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
-    mean = t["rm"].to(sdt)
-    invstd = torch.rsqrt(t["rv"].to(sdt) + eps)
-    gx, gw, gg, gb = ops._debug_emulate_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd,
-                                                 groups, stride, sl, False)  # fmt: skip
-    _check(gx, ref["gx"], dtype, "eval grad_input")
-    _check(gw, ref["gw"], dtype, "eval grad_weight")
-    if affine:
-        _check(gg, ref["ggamma"], dtype, "eval grad_bn_weight")
-        _check(gb, ref["gbeta"], dtype, "eval grad_bn_bias")
-
-    # Training forward and backward (batch statistics).
-    ho = (h + 2 * (k // 2) - k) // stride + 1
-    wo = (w + 2 * (k // 2) - k) // stride + 1
-    if n * ho * wo <= 1:
-        return
-    ref = _reference(t, groups=groups, stride=stride, order=order, training=True, affine=affine)
-    y, mean, invstd = ops._debug_emulate_train(t["x"], t["w"], gamma, beta, groups, stride, eps, sl)
-    _check(y, ref["y"], dtype, "train output")
-    assert mean.dtype == sdt and invstd.dtype == sdt
-    # mean/invstd are per parameter channel: those of the conv output before (shuffle_last)
-    # or after (shuffle_first) the shuffle, i.e. of the BN input.
-    x64 = t["x"].double()
-    xin = reference.channel_shuffle(x64, groups) if order == "shuffle_first" else x64
-    z = torch.nn.functional.conv2d(xin, t["w"].double(), None, stride, k // 2, 1, c)
-    var, m = torch.var_mean(z, dim=(0, 2, 3), unbiased=False)
-    _check(mean, m, dtype, "train mean")
-    _check(invstd, torch.rsqrt(var + eps), dtype, "train invstd")
-    gx, gw, gg, gb = ops._debug_emulate_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd,
-                                                 groups, stride, sl, True)  # fmt: skip
-    _check(gx, ref["gx"], dtype, "train grad_input")
-    _check(gw, ref["gw"], dtype, "train grad_weight")
-    if affine:
-        _check(gg, ref["ggamma"], dtype, "train grad_bn_weight")
-        _check(gb, ref["gbeta"], dtype, "train grad_bn_bias")
-    assert gx.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
-
-
 # Shapes chosen to hit the planners' edges: 1x1 and tiny planes, odd sizes, outputs not a
 # multiple of the 4-wide chunk, several tiles per row/column (NCHW output tiles are at most
 # 32 wide, grad_input tiles 64), C above and not a multiple of 32 (channels_last groups
@@ -194,28 +99,36 @@ def _cases():
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: "n{}c{}h{}w{}-k{}s{}-g{}-{}-{}".format(*c))
 def test_emulated_ops_match_reference_float64(case):
-    _run_case(*case)
+    run_case(EMULATED, *case)
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3, 6, 12])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
 def test_emulated_ops_groups_and_layouts(groups, layout):
     for order in ORDERS:
-        _run_case(2, 12, 9, 10, 3, 1, groups, order, layout)
-        _run_case(2, 12, 9, 10, 5, 2, groups, order, layout)
+        run_case(EMULATED, 2, 12, 9, 10, 3, 1, groups, order, layout)
+        run_case(EMULATED, 2, 12, 9, 10, 5, 2, groups, order, layout)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_emulated_ops_without_affine(layout):
-    _run_case(2, 6, 7, 9, 3, 1, 3, "shuffle_last", layout, affine=False)
-    _run_case(2, 6, 7, 9, 3, 2, 2, "shuffle_first", layout, affine=False)
+    run_case(EMULATED, 2, 6, 7, 9, 3, 1, 3, "shuffle_last", layout, affine=False)
+    run_case(EMULATED, 2, 6, 7, 9, 3, 2, 2, "shuffle_first", layout, affine=False)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (7, 2)])
 def test_emulated_ops_float32(layout, k, stride):
     for order in ORDERS:
-        _run_case(3, 40, 15, 17, k, stride, 8, order, layout, dtype=torch.float32)
+        run_case(EMULATED, 3, 40, 15, 17, k, stride, 8, order, layout, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("k,stride", [(3, 1), (5, 2), (7, 2)])
+def test_emulated_ops_half_and_bfloat16(dtype, layout, k, stride):
+    for order in ORDERS:
+        run_case(EMULATED, 2, 40, 9, 11, k, stride, 8, order, layout, dtype=dtype)
 
 
 def test_emulated_ops_random_shapes():
@@ -223,8 +136,9 @@ def test_emulated_ops_random_shapes():
     for _ in range(40):
         c = rng.choice([1, 2, 3, 6, 9, 33, 48])
         groups = rng.choice([g for g in range(1, c + 1) if c % g == 0])
-        _run_case(
-            rng.randint(1, 3), c, rng.randint(1, 40), rng.randint(1, 40), rng.choice([3, 5, 7]), rng.choice([1, 2]),
+        run_case(
+            EMULATED, rng.randint(1, 3), c, rng.randint(1, 40), rng.randint(1, 40), rng.choice([3, 5, 7]),
+            rng.choice([1, 2]),
             groups, rng.choice(ORDERS), rng.choice(["nchw", "channels_last", "strided"]), seed=rng.randint(0, 99),
         )  # fmt: skip
 
@@ -232,7 +146,7 @@ def test_emulated_ops_random_shapes():
 def test_emulated_training_stats_are_accurate_with_a_large_offset():
     # The per-lane shifted sums and the pooled two-sweep variance must not cancel when the
     # channel mean is far from zero relative to its spread.
-    t = _make(2, 6, 20, 20, 3, torch.float32, "nchw", 3)
+    t = make(2, 6, 20, 20, 3, torch.float32, "nchw", 3)
     x = (t["x"].double() * 1e-2 + 100.0).float()
     w = t["w"]
     for layout in ("nchw", "channels_last"):

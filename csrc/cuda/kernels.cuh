@@ -5,13 +5,15 @@
 // thread indexing, shared memory, __syncwarp/__syncthreads and the warp
 // shuffles of the per-unit reductions. The reductions have a fixed shape
 // (shuffle-down trees, strand trees), so results are bitwise reproducible.
-// cuda/launcher.cuh launches them.
+// cuda/launcher.cuh launches them on the GPU with the shapes of
+// cuda/launch_shape.h; cuda/host/ runs them on host threads for the tests.
 #pragma once
 
 #include <cstdint>
 
 #include "common/bn_math.h"
 #include "common/channel_map.h"
+#include "cuda/launch_shape.h"
 #include "tiled/conv_window.h"
 #include "tiled/finalize.h"
 #include "tiled/lane_table.h"
@@ -27,12 +29,17 @@ using tiled::kLanes;
 using tiled::kWarpsPerBlock;
 using tiled::TilePass;
 
-// Threads of a conv or grad_input block. The kernels are declared with
-// __launch_bounds__(kBlockThreads, 1): with the block size alone, ptxas aims
-// at a register count low enough for several blocks per SM and spills to get
-// there; with a minimum of 1 block it only caps at 255 and spills nothing.
-// Occupancy comes from the 8 independent warps of each block.
-constexpr int kBlockThreads = kLanes * kWarpsPerBlock;
+// The conv and grad_input kernels are declared with
+// __launch_bounds__(kBlockThreads, 1) (launch_shape.h): with the block size
+// alone, ptxas aims at a register count low enough for several blocks per SM
+// and spills to get there; with a minimum of 1 block it only caps at 255 and
+// spills nothing. Occupancy comes from the 8 independent warps of each block.
+
+// A kernel's dynamic shared memory (the host runner, host/cuda_on_host.h,
+// defines it as a per-block host buffer).
+#ifndef SF_DYNAMIC_SHARED
+#define SF_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 // ------------------------------------------------------ warp reductions ----
 
@@ -110,7 +117,7 @@ __global__ void prep_kernel(tiled::Prep kind, tiled::PrepArgs<scalar_t, acc_t> a
 template <TilePass P, int K, int S, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlockThreads, 1)
     nchw_tile_kernel(tiled::TileArgs<scalar_t, acc_t> a, tiled::TilePlan p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SF_DYNAMIC_SHARED(smem_raw);
   const WarpUnits w = warp_units();
   acc_t* tile = warp_smem<acc_t>(smem_raw, p.smem_elems);
   const ChannelMap map = a.geo.channel_map();
@@ -155,7 +162,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
 template <int K, int S, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlockThreads, 1)
     nchw_input_grad_kernel(tiled::InputGradArgs<scalar_t, acc_t> a, tiled::InputGradPlan p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SF_DYNAMIC_SHARED(smem_raw);
   const WarpUnits w = warp_units();
   acc_t* tile = warp_smem<acc_t>(smem_raw, p.smem_elems);
   for (int64_t u = w.first; u < p.units; u += w.step) {

@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "cuda/kernels.cuh"
+#include "cuda/launch_shape.h"
 #include "cuda/launcher.h"
 #include "tiled/finalize.h"
 #include "tiled/lane_table.h"
@@ -27,17 +28,8 @@
 namespace shufflenet_fused {
 namespace cuda {
 
-constexpr int kPrepThreads = 256;  // one thread per lane channel
-
-inline unsigned int grid_for(int64_t units, int64_t per_block) {
-  return static_cast<unsigned int>(std::min<int64_t>(tiled::div_up(units, per_block), INT_MAX));
-}
-
-// Dynamic shared memory of the NCHW kernels: smem_elems acc_t per warp.
-template <typename acc_t>
-size_t warp_tiles_bytes(int smem_elems) {
-  return static_cast<size_t>(kWarpsPerBlock) * smem_elems * sizeof(acc_t);
-}
+inline dim3 grid_of(const LaunchShape& s) { return dim3(s.grid_x, s.grid_y); }
+inline dim3 block_of(const LaunchShape& s) { return dim3(s.block_x, s.block_y); }
 
 // Launches on the current stream of the current device (the caller holds a
 // device guard for the input's device).
@@ -48,54 +40,51 @@ struct CudaExec {
 
   template <typename scalar_t, typename acc_t>
   void prep(tiled::Prep kind, const tiled::PrepArgs<scalar_t, acc_t>& a) {
-    prep_kernel<scalar_t, acc_t><<<grid_for(a.C, kPrepThreads), kPrepThreads, 0, stream>>>(kind, a);
+    const LaunchShape s = prep_launch(a.C);
+    prep_kernel<scalar_t, acc_t><<<grid_of(s), block_of(s), 0, stream>>>(kind, a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <TilePass P, int K, int S, typename scalar_t, typename acc_t>
   void tile(const tiled::TileArgs<scalar_t, acc_t>& a, const tiled::TilePlan& p) {
-    const unsigned int grid = grid_for(p.units, kWarpsPerBlock);
+    const LaunchShape s = warp_units_launch<acc_t>(p.units, p.smem_elems, a.geo.channels_last);
     if (a.geo.channels_last) {
-      cl_tile_kernel<P, K, S><<<grid, kBlockThreads, 0, stream>>>(a, p);
+      cl_tile_kernel<P, K, S><<<grid_of(s), block_of(s), s.dynamic_smem_bytes, stream>>>(a, p);
     } else {
-      nchw_tile_kernel<P, K, S><<<grid, kBlockThreads, warp_tiles_bytes<acc_t>(p.smem_elems), stream>>>(a, p);
+      nchw_tile_kernel<P, K, S><<<grid_of(s), block_of(s), s.dynamic_smem_bytes, stream>>>(a, p);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <int K, int S, typename scalar_t, typename acc_t>
   void input_grad(const tiled::InputGradArgs<scalar_t, acc_t>& a, const tiled::InputGradPlan& p) {
-    const unsigned int grid = grid_for(p.units, kWarpsPerBlock);
+    const LaunchShape s = warp_units_launch<acc_t>(p.units, p.smem_elems, a.geo.channels_last);
     if (a.geo.channels_last) {
-      cl_input_grad_kernel<K, S><<<grid, kBlockThreads, 0, stream>>>(a, p);
+      cl_input_grad_kernel<K, S><<<grid_of(s), block_of(s), s.dynamic_smem_bytes, stream>>>(a, p);
     } else {
-      nchw_input_grad_kernel<K, S><<<grid, kBlockThreads, warp_tiles_bytes<acc_t>(p.smem_elems), stream>>>(a, p);
+      nchw_input_grad_kernel<K, S><<<grid_of(s), block_of(s), s.dynamic_smem_bytes, stream>>>(a, p);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
-  // Finalize blocks: kFinalChannels channels x kFinalStrands strands; grid.y
-  // counts the values reduced separately (weight taps).
-  static dim3 finalize_grid(int64_t C, int values = 1) {
-    return dim3(grid_for(C, kFinalChannels), static_cast<unsigned int>(values));
-  }
-  static dim3 finalize_block() { return dim3(kFinalChannels, kFinalStrands); }
-
   template <typename scalar_t, typename acc_t>
   void finalize_stats(const tiled::FinalizeStatsArgs<scalar_t, acc_t>& a) {
-    finalize_stats_kernel<<<finalize_grid(a.in.C), finalize_block(), 0, stream>>>(a);
+    const LaunchShape s = finalize_launch(a.in.C);
+    finalize_stats_kernel<<<grid_of(s), block_of(s), 0, stream>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <typename acc_t>
   void finalize_grad_stats(const tiled::FinalizeGradStatsArgs<acc_t>& a) {
-    finalize_grad_stats_kernel<<<finalize_grid(a.in.C), finalize_block(), 0, stream>>>(a);
+    const LaunchShape s = finalize_launch(a.in.C);
+    finalize_grad_stats_kernel<<<grid_of(s), block_of(s), 0, stream>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <typename scalar_t, typename acc_t>
   void finalize_weight_grad(const tiled::FinalizeWeightGradArgs<scalar_t, acc_t>& a) {
-    finalize_weight_grad_kernel<<<finalize_grid(a.in.C, a.KK), finalize_block(), 0, stream>>>(a);
+    const LaunchShape s = finalize_launch(a.in.C, a.KK);
+    finalize_weight_grad_kernel<<<grid_of(s), block_of(s), 0, stream>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };

@@ -6,10 +6,10 @@
 // (staging, windows, borders, the channel map, partial slots, warp and strand
 // reduction orders, BN folding and backward coefficients) unit by unit and
 // lane by lane, driven by the same pass sequence (tiled/pipeline.h) as the
-// CUDA executor. Only the CUDA syntax around them (threads, shuffles,
-// barriers, 16-byte loads) is not exercised. float64 and float32 only;
-// outputs and workspaces are filled with NaN first, so an element no unit
-// writes shows up in the tests.
+// CUDA executor. The CUDA syntax around them (threads, shuffles, barriers,
+// 16-byte loads) is what the host runner (csrc/cuda/host/) executes. All four
+// dtypes; outputs and workspaces are filled with NaN first, so an element no
+// unit writes shows up in the tests.
 //
 //   _debug_emulate_eval / _train / _backward   same schemas as the real ops
 #include <ATen/ATen.h>
@@ -159,8 +159,6 @@ struct EmuExec {
 
 void check_emulated(const at::Tensor& input) {
   TORCH_CHECK(input.device().is_cpu(), "shufflenet_fused: the emulated ops run on CPU tensors");
-  TORCH_CHECK(input.scalar_type() == at::kDouble || input.scalar_type() == at::kFloat,
-              "shufflenet_fused: the emulated ops support float64 and float32, got ", input.scalar_type());
 }
 
 at::Tensor emulate_eval(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& running_mean,
@@ -172,7 +170,7 @@ at::Tensor emulate_eval(const at::Tensor& input, const at::Tensor& weight, const
   check_emulated(input);
   const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
   EmuExec ex;
-  return AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "emulate_eval", [&] {
+  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulate_eval", [&] {
     return run_eval<EmuExec, scalar_t>(ex, pr, running_mean, running_var, bn_weight, bn_bias, eps);
   });
 }
@@ -186,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_train(const at::Tensor& i
   check_emulated(input);
   const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
   EmuExec ex;
-  return AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "emulate_train", [&] {
+  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulate_train", [&] {
     return run_train<EmuExec, scalar_t>(ex, pr, bn_weight, bn_bias, eps);
   });
 }
@@ -201,7 +199,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_backward(
   const Prepared pr = prepare(input, weight, g, groups, shuffle_last, grad_output);
   const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
   EmuExec ex;
-  return AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "emulate_backward", [&] {
+  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulate_backward", [&] {
     return run_backward<EmuExec, scalar_t>(ex, pr, bn_weight, mean, invstd, training, bn_dtype);
   });
 }
