@@ -26,6 +26,8 @@ from tiled_harness import run_case
 
 import shufflenet_fused  # noqa: F401  (registers the ops)
 
+if os.environ.get("SHUFFLENET_FUSED_HOST_RUNNER_LIB"):  # a sanitizer build
+    torch.ops.load_library(os.environ["SHUFFLENET_FUSED_HOST_RUNNER_LIB"])
 NAMESPACE = os.environ.get("SHUFFLENET_FUSED_HOST_RUNNER_OPS", "shufflenet_fused")
 ops = getattr(torch.ops, NAMESPACE)
 FAMILY = "_host_cuda"
@@ -126,6 +128,25 @@ def test_grid_stride_loops(monkeypatch, layout, k, stride):
     # One block for the warp-unit kernels: each of its 8 warps loops over many units.
     monkeypatch.setenv("SHUFFLENET_FUSED_HOST_RUNNER_GRID_CAP", "1")
     _run(2, 40, 9, 7, k, stride, 8, "shuffle_last", layout)
+
+
+# The cases scripts/sanitize_host_runner.sh runs under ThreadSanitizer and ASan + UBSan
+# (-m sanitizer), in threads mode: every kernel (prep, both conv passes, the three finalize
+# kernels, both grad_input kernels) in every dtype and layout, small enough for CI.
+SANITIZER_CASES = [
+    (torch.float64, "nchw", 3, 1),
+    (torch.float64, "channels_last", 5, 2),
+    (torch.float32, "nchw", 5, 2),
+    (torch.float32, "channels_last", 3, 1),
+    (torch.float16, "nchw", 3, 2),
+    (torch.bfloat16, "channels_last", 3, 2),
+]
+
+
+@pytest.mark.sanitizer
+@pytest.mark.parametrize("dtype,layout,k,stride", SANITIZER_CASES, ids=str)
+def test_sanitizer_cases(dtype, layout, k, stride):
+    _run(1, 6, 5, 4, k, stride, 3, ORDERS[stride - 1], layout, dtype=dtype)
 
 
 @pytest.mark.slow
