@@ -1,6 +1,7 @@
 """Summary of a scripts/gpu_check.sh run: gpu_check.json and the short table printed last.
 
-Reads from OUT_DIR: junit.xml / junit_slow.xml (pytest), resource_usage.txt (cuobjdump
+Reads from OUT_DIR: preflight.json (scripts/gpu_preflight.py), smoke.json
+(scripts/gpu_smoke.py), junit.xml / junit_slow.xml (pytest), resource_usage.txt (cuobjdump
 --dump-resource-usage), gpu_bench.json (scripts/gpu_bench.py), device.txt, build.log.
 Standard library only.
 """
@@ -82,10 +83,47 @@ def resource_usage(text: str) -> list[dict]:
     return ours
 
 
+# sm_90 (H100/H200) per-SM limits, for the occupancy the registers and block size allow.
+SM90 = {"threads": 2048, "blocks": 32, "regs": 65536, "reg_unit": 256, "smem": 228 * 1024, "smem_reserved": 1024}
+
+
+def block_threads(name: str) -> int:
+    """Threads per block of each kernel, as cuda/launch_shape.h launches them."""
+    return 8 * 128 if name.startswith("finalize") else 256
+
+
+def occupancy(row: dict, lim: dict = SM90) -> dict:
+    """Resident blocks and warps per SM from registers, threads and static shared memory
+    (dynamic shared memory is per launch and not in the binary: not counted)."""
+    threads = block_threads(row.get("name", ""))
+    warps = threads // 32
+    regs_per_warp = -(-max(row["regs"], 1) * 32 // lim["reg_unit"]) * lim["reg_unit"]
+    limits = {
+        "threads": lim["threads"] // threads,
+        "blocks": lim["blocks"],
+        "registers": lim["regs"] // (regs_per_warp * warps),
+    }
+    if row["shared"]:
+        limits["static_shared"] = lim["smem"] // (row["shared"] + lim["smem_reserved"])
+    blocks = min(limits.values())
+    return {"block_threads": threads, "blocks_per_sm": blocks, "warps_per_sm": blocks * warps,
+            "occupancy": round(blocks * warps / (lim["threads"] // 32), 3),
+            "limited_by": min(limits, key=limits.get)}  # fmt: skip
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out_dir")
     ap.add_argument("--build-rc", default="?")
+    ap.add_argument("--smoke-rc", default="?")
     ap.add_argument("--test-rc", default="?")
     ap.add_argument("--slow-rc", default="?")
     ap.add_argument("--bench-rc", default="?")
@@ -97,6 +135,10 @@ def main() -> int:
     build_log = read(os.path.join(d, "build.log"))
     warnings = [ln for ln in build_log.splitlines() if re.search(r"\bwarning\b", ln) and "pip" not in ln]
     usage = resource_usage(read(os.path.join(d, "resource_usage.txt")))
+    for row in usage:
+        row.update(occupancy(row))
+    preflight = read_json(os.path.join(d, "preflight.json"))
+    smoke = read_json(os.path.join(d, "smoke.json"))
     bench = None
     if os.path.exists(os.path.join(d, "gpu_bench.json")):
         with open(os.path.join(d, "gpu_bench.json")) as fh:
@@ -105,7 +147,9 @@ def main() -> int:
         "device": read(os.path.join(d, "device.txt")).strip().splitlines(),
         "arch": a.arch,
         "elapsed_s": a.elapsed,
+        "preflight": preflight,
         "build": {"rc": a.build_rc, "warnings": warnings[:50]},
+        "smoke": {"rc": a.smoke_rc, "results": smoke},
         "tests": {"rc": a.test_rc, "junit": junit_summary(os.path.join(d, "junit.xml"))},
         "tests_slow": {"rc": a.slow_rc, "junit": junit_summary(os.path.join(d, "junit_slow.xml"))},
         "resource_usage": usage,
@@ -121,7 +165,17 @@ def main() -> int:
 
     print("\n---- gpu_check summary ----")
     print("device:", "; ".join(summary["device"]))
+    if preflight:
+        print("preflight missing:", "; ".join(preflight.get("missing", [])) or "nothing")
     print(f"build rc={a.build_rc}, {len(warnings)} warning lines")
+    if smoke:
+        cases = smoke["cases"]
+        bad = [c for c in cases if not c.get("ok")]
+        print(f"smoke: {len(cases) - len(bad)}/{len(cases)} ok on {smoke['device']} (rc={a.smoke_rc})")
+        for c in bad[:8]:
+            print("   FAILED", {k: v for k, v in c.items() if k not in ("trace", "errors")}, c.get("errors"))
+    else:
+        print(f"smoke: no results (rc={a.smoke_rc})")
     for key in ("tests", "tests_slow"):
         j = summary[key]["junit"]
         if j:
@@ -135,8 +189,10 @@ def main() -> int:
     if usage:
         spills = [u for u in usage if u["local"] or u["stack"]]
         worst = max(usage, key=lambda u: u["regs"])
+        low = min(usage, key=lambda u: u["occupancy"])
         print(f"kernels: {len(usage)}, max regs {worst['regs']} ({worst['name']}), "
-              f"{len(spills)} with local memory/stack")  # fmt: skip
+              f"{len(spills)} with local memory/stack, lowest occupancy {low['occupancy']:.2f} "
+              f"({low['name']}, {low['limited_by']})")  # fmt: skip
     if bench:
         print(f"\n{'model':5} {'N':>4} {'C':>4} {'H':>3} s {'dtype':8} {'mode':5} {'fused us':>9} {'eager':>8} "
               f"{'compile':>8} {'x eager':>7} {'%copy':>6}")  # fmt: skip

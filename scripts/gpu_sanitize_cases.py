@@ -1,7 +1,11 @@
 """Small runs of every CUDA kernel, for compute-sanitizer (memcheck, racecheck, initcheck).
 
-Used by scripts/gpu_check.sh when time remains: every op, both layouts, float32 and bfloat16
-(float64 for K=7), K 3 and 7, stride 1 and 2, odd sizes. Exits 0 when all ran.
+Used by scripts/gpu_check.sh (with PYTORCH_NO_CUDA_MEMORY_CACHING=1, so that memcheck sees
+each allocation's own bounds): every op, both layouts, stride 1 and 2, both orders, odd
+sizes, and every instantiation family: float32 and bfloat16 with K 3 and 7 (the staged and
+the weights-from-memory paths), float16 with K 5, float64 with K 7. Exits 0 when all ran.
+
+    python scripts/gpu_sanitize_cases.py [--device cuda|cpu]     (cpu: a rehearsal)
 """
 
 from __future__ import annotations
@@ -19,14 +23,20 @@ import shufflenet_fused  # noqa: E402,F401  (registers the ops)
 ops = torch.ops.shufflenet_fused
 
 
+CONFIGS = (
+    (torch.float32, 3),
+    (torch.bfloat16, 3),
+    (torch.float16, 5),
+    (torch.float32, 7),
+    (torch.bfloat16, 7),
+    (torch.float64, 7),
+)
+
+
 def main() -> int:
-    dev = "cuda"
-    for layout, (dtype, k), stride, sl in itertools.product(
-        ("nchw", "channels_last"),
-        ((torch.float32, 3), (torch.bfloat16, 3), (torch.float64, 7)),
-        (1, 2),
-        (False, True),
-    ):
+    dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cuda"
+    for layout, (dtype, k), stride in itertools.product(("nchw", "channels_last"), CONFIGS, (1, 2)):
+        sl = (k + stride) % 2 == 1
         x = torch.randn(2, 40, 11, 37, device=dev).to(dtype)
         if layout == "channels_last":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -39,7 +49,8 @@ def main() -> int:
         gy = torch.randn_like(y)
         for training in (False, True):
             ops.dwconv_bn_backward(gy, x, w, gamma, mean, invstd, 8, stride, sl, training)
-    torch.cuda.synchronize()
+    if dev == "cuda":
+        torch.cuda.synchronize()
     print("sanitize cases ran")
     return 0
 
