@@ -10,7 +10,8 @@
 # from it with --no-index. Rehearse here, without a GPU: `GPU_CHECK_STUB=1 bash
 # scripts/gpu_check.sh /tmp/rehearsal` runs every step that needs no GPU for real (preflight,
 # wheel install, build and its fallback, the smoke and sanitizer scripts on the CPU, pytest,
-# cuobjdump on a locally compiled sm_90 object, the report).
+# cuobjdump on a locally compiled sm_90 object, the report); GPU_CHECK_FORCE_WHEELS=1 and
+# GPU_CHECK_FORCE_FALLBACK=1 take the wheel and fallback-build branches even when not needed.
 #
 # Writes into OUT_DIR: gpu_check.json (summary: device, preflight, build, smoke, tests,
 # resource usage with occupancy, benchmark, sanitizers), preflight.json, smoke.json,
@@ -39,7 +40,8 @@ export PYTHONUNBUFFERED=1
 step "preflight"
 "$PY" scripts/gpu_preflight.py "$OUT_DIR/preflight.json"
 need_wheels=$("$PY" -c 'import importlib.util as u, shutil; print(int(u.find_spec("pytest") is None or shutil.which("ninja") is None))')
-if [ "$need_wheels" = 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
+# GPU_CHECK_FORCE_WHEELS=1 installs them anyway (rehearsing this step where both exist).
+if { [ "$need_wheels" = 1 ] || [ "${GPU_CHECK_FORCE_WHEELS:-0}" = 1 ]; } && ls .whl/*.whl >/dev/null 2>&1; then
   step "installing the carried wheels (.whl, --no-index)"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_check_site .whl/*.whl \
     && export PYTHONPATH="/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}" PATH="/tmp/gpu_check_site/bin:$PATH"
