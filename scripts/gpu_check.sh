@@ -5,9 +5,9 @@
 #
 #   scripts/gpu_check.sh [OUT_DIR]        (default: $OUT, else ./gpu_results)
 #
-# Prepare here first: `bash scripts/gpu_wheels.sh` puts pytest (+ deps) and ninja wheels in
-# .whl/; carry .whl with the run: when the machine lacks pytest or ninja they are installed
-# from it with --no-index. Rehearse here, without a GPU: `GPU_CHECK_STUB=1 bash
+# Prepare here first: `bash scripts/gpu_wheels.sh` puts pytest (+ deps), ninja and setuptools
+# wheels in .whl/; carry .whl with the run: when the machine lacks pytest or ninja, or has a
+# setuptools too old for pyproject.toml, they are installed from it with --no-index. Rehearse here, without a GPU: `GPU_CHECK_STUB=1 bash
 # scripts/gpu_check.sh /tmp/rehearsal` runs every step that needs no GPU for real (preflight,
 # wheel install, build and its fallback, the smoke and sanitizer scripts on the CPU, pytest,
 # cuobjdump on a locally compiled sm_90 object, the report); GPU_CHECK_FORCE_WHEELS=1 and
@@ -39,7 +39,16 @@ export PYTHONUNBUFFERED=1
 # --------------------------------------------------------------- preflight ----
 step "preflight"
 "$PY" scripts/gpu_preflight.py "$OUT_DIR/preflight.json"
-need_wheels=$("$PY" -c 'import importlib.util as u, shutil; print(int(u.find_spec("pytest") is None or shutil.which("ninja") is None))')
+need_wheels=$("$PY" - <<'EOF'
+import importlib.util as u, shutil
+try:
+    import setuptools
+    old = int(setuptools.__version__.split(".")[0]) < 77  # pyproject.toml's SPDX license field
+except ImportError:
+    old = True
+print(int(u.find_spec("pytest") is None or shutil.which("ninja") is None or old))
+EOF
+)
 # GPU_CHECK_FORCE_WHEELS=1 installs them anyway (rehearsing this step where both exist).
 if { [ "$need_wheels" = 1 ] || [ "${GPU_CHECK_FORCE_WHEELS:-0}" = 1 ]; } && ls .whl/*.whl >/dev/null 2>&1; then
   step "installing the carried wheels (.whl, --no-index)"

@@ -2,8 +2,9 @@
 
 Checks: Python and its headers (Python.h, to compile the extension), torch and its CUDA,
 a CUDA device, nvcc, ninja (else the build falls back to the serial builder, ~20 CPU
-minutes), pytest (else only the torch-only smoke check runs), cuobjdump (resource usage)
-and compute-sanitizer (memcheck/racecheck/initcheck), and the wheels carried in .whl/.
+minutes), pytest (else only the torch-only smoke check runs), setuptools >= 77 (older ones
+reject pyproject.toml), cuobjdump (resource usage; the toolkit's or Triton's) and
+compute-sanitizer (memcheck/racecheck/initcheck), and the wheels carried in .whl/.
 Missing tools are reported, never fatal: gpu_check.sh skips what needs them.
 
     python scripts/gpu_preflight.py OUT_DIR/preflight.json
@@ -39,6 +40,22 @@ def _tool(name: str, extra_dirs: list[str]) -> dict:
     return {"path": path, "version": _version([path, "--version"]) if path else None}
 
 
+def _triton_bin() -> list[str]:
+    # Triton's package carries cuobjdump/nvdisasm where the toolkit has none.
+    spec = importlib.util.find_spec("triton")
+    if spec is None or not spec.origin:
+        return []
+    return [os.path.join(os.path.dirname(spec.origin), "backends", "nvidia", "bin")]
+
+
+def _setuptools() -> str | None:
+    try:
+        import setuptools
+    except ImportError:
+        return None
+    return setuptools.__version__
+
+
 def _torch() -> dict:
     if importlib.util.find_spec("torch") is None:
         return {"version": None}
@@ -64,7 +81,8 @@ def main() -> int:
         "nvcc": _tool("nvcc", cuda_bins),
         "ninja": _tool("ninja", []),
         "pytest": {"importable": importlib.util.find_spec("pytest") is not None},
-        "cuobjdump": _tool("cuobjdump", cuda_bins),
+        "setuptools": _setuptools(),
+        "cuobjdump": _tool("cuobjdump", cuda_bins + _triton_bin()),
         "compute-sanitizer": _tool("compute-sanitizer", cuda_bins + [os.path.join(cuda_home, "compute-sanitizer")]),
         "carried_wheels": sorted(os.path.basename(p) for p in glob.glob(".whl/*.whl")),
     }
@@ -85,6 +103,9 @@ def main() -> int:
             missing.append(f"{tool} ({consequence})")
     if not report["pytest"]["importable"]:
         missing.append("pytest (only the smoke check runs)")
+    st = report["setuptools"]
+    if st is None or int(st.split(".")[0]) < 77:
+        missing.append(f"setuptools >= 77 (found {st}; pyproject.toml's license field)")
     report["missing"] = missing
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w") as fh:
@@ -96,6 +117,7 @@ def main() -> int:
     for tool in ("nvcc", "ninja", "cuobjdump", "compute-sanitizer"):
         print(f"  {tool:18} {report[tool]['path'] or 'MISSING'}")
     print(f"  {'pytest':18} {'ok' if report['pytest']['importable'] else 'MISSING'}")
+    print(f"  {'setuptools':18} {report['setuptools']}")
     print(f"  carried wheels: {len(report['carried_wheels'])}")
     print("missing: " + ("; ".join(missing) if missing else "nothing"))
     return 0
