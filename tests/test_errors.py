@@ -55,6 +55,14 @@ BAD = [
     ({"eps": -1.0}, "eps must be a finite number >= 0"),
     ({"eps": float("nan")}, "eps must be a finite number >= 0"),
     ({"eps": 0.0, "training": True}, "eps must be positive when training"),
+    # What F.batch_norm accepts: BN tensors in the input's dtype (float32 also for half/bf16).
+    ({"running_mean": torch.zeros(C, dtype=torch.float64)}, "running_mean must be torch.float32"),
+    ({"running_var": torch.ones(C, dtype=torch.float16), "training": True}, "running_var must be torch.float32"),
+    ({"bn_weight": torch.ones(C, dtype=torch.bfloat16)}, "bn_weight must be torch.float32"),
+    ({"bn_bias": torch.zeros(C, dtype=torch.float64), "training": True}, "bn_bias must be torch.float32"),
+    # A running statistic that requires grad is a parameter by mistake (the op writes it).
+    ({"running_mean": torch.zeros(C, requires_grad=True)}, "running_mean must not require grad"),
+    ({"running_var": torch.ones(C, requires_grad=True), "training": True}, "running_var must not require grad"),
 ]
 
 
@@ -167,3 +175,41 @@ def test_raw_op_rejects_no_channels() -> None:
     with pytest.raises(RuntimeError, match="at least one channel"):
         ops.dwconv_bn_eval(torch.randn(2, 0, 5, 5), torch.randn(0, 1, 3, 3), torch.zeros(0), torch.ones(0), None,
                            None, 1, 1, 1e-5, False)  # fmt: skip
+
+
+def test_op_rejects_bn_tensors_of_a_dtype_batch_norm_rejects() -> None:
+    x, w = torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3)
+    with pytest.raises(RuntimeError, match="running_mean must be Float for Float input"):
+        ops.dwconv_bn_eval(x, w, torch.zeros(C).double(), torch.ones(C), None, None, 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="bn_weight must be Float for Float input"):
+        ops.dwconv_bn_train(x, w, torch.ones(C).half(), None, 3, 1, 1e-5, False)
+    with pytest.raises(RuntimeError, match="running_var must not require grad"):
+        ops.dwconv_bn_eval(x, w, torch.zeros(C), torch.ones(C, requires_grad=True), None, None, 3, 1, 1e-5, False)
+    # Half/bfloat16 input: float32 BN tensors (autocast) and the input's own dtype are both fine.
+    for dtype in (torch.float16, torch.bfloat16):
+        for bn_dtype in (torch.float32, dtype):
+            stats = torch.zeros(C, dtype=bn_dtype), torch.ones(C, dtype=bn_dtype)
+            ops.dwconv_bn_eval(x.to(dtype), w.to(dtype), *stats, stats[1], stats[0], 3, 1, 1e-5, False)
+        with pytest.raises(RuntimeError, match="or float32"):
+            ops.dwconv_bn_eval(x.to(dtype), w.to(dtype), torch.zeros(C).double(), torch.ones(C), None, None, 3, 1,
+                               1e-5, False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"running_var": torch.ones(C, dtype=torch.int64)}, "running_var must be float32"),
+        ({"invstd": torch.ones(C, dtype=torch.int32)}, "invstd must be float32"),
+        ({"running_var": torch.ones(C, requires_grad=True)}, "running_var must not require grad"),
+    ],
+    ids=["int64 running_var", "int32 invstd", "running_var requiring grad"],
+)
+def test_update_running_stats_checks_everything_before_writing(bad, message) -> None:
+    args = {"running_mean": torch.zeros(C), "running_var": torch.ones(C), "mean": torch.full((C,), 2.0),
+            "invstd": torch.ones(C)}  # fmt: skip
+    args.update(bad)
+    before = {k: v.detach().clone() for k, v in args.items()}
+    with pytest.raises(RuntimeError, match=message):
+        ops.update_running_stats(*args.values(), 0.5, 1e-5, 10)
+    for k, v in args.items():  # nothing written, running_mean included
+        assert torch.equal(v.detach(), before[k]), k

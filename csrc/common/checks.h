@@ -8,6 +8,7 @@
 #include <c10/util/Optional.h>
 
 #include <cmath>
+#include <utility>
 
 #include "common/conv_geometry.h"
 
@@ -35,9 +36,26 @@ inline void check_per_channel(const at::Tensor& t, const char* name, const at::T
               " but input is on ", input.device());
 }
 
-inline void check_optional_per_channel(const c10::optional<at::Tensor>& t, const char* name,
-                                       const at::Tensor& input) {
-  if (t.has_value() && t->defined()) check_per_channel(*t, name, input);
+// BN parameters and running statistics: 1-D with C elements, on input's
+// device, in a dtype F.batch_norm accepts with this input: the input's own, or
+// float32 with a half or bfloat16 input (BN layers stay float32 under autocast).
+inline void check_bn_tensor(const at::Tensor& t, const char* name, const at::Tensor& input) {
+  check_per_channel(t, name, input);
+  const at::ScalarType in = input.scalar_type(), dt = t.scalar_type();
+  const bool reduced = in == at::kHalf || in == at::kBFloat16;
+  TORCH_CHECK(dt == in || (reduced && dt == at::kFloat), "shufflenet_fused: ", name, " must be ", in,
+              reduced ? " or float32" : "", " for ", in, " input (as F.batch_norm), got ", dt);
+}
+
+inline void check_optional_bn_tensor(const c10::optional<at::Tensor>& t, const char* name, const at::Tensor& input) {
+  if (t.has_value() && t->defined()) check_bn_tensor(*t, name, input);
+}
+
+// Running statistics are buffers the ops read (eval) or update in place: one
+// that requires grad is a parameter by mistake (F.batch_norm rejects it too).
+inline void check_running_stat(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(!t.requires_grad(), "shufflenet_fused: ", name,
+              " must not require grad (running statistics are buffers, updated in place)");
 }
 
 inline ConvGeometry check_conv_args(const at::Tensor& input, const at::Tensor& weight,
@@ -129,10 +147,12 @@ inline ConvGeometry check_eval_args(const at::Tensor& input, const at::Tensor& w
                                     double eps) {
   const ConvGeometry g = check_conv_args(input, weight, groups, stride);
   check_eps(eps, /*training=*/false);
-  check_per_channel(running_mean, "running_mean", input);
-  check_per_channel(running_var, "running_var", input);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_optional_per_channel(bn_bias, "bn_bias", input);
+  check_bn_tensor(running_mean, "running_mean", input);
+  check_bn_tensor(running_var, "running_var", input);
+  check_running_stat(running_mean, "running_mean");
+  check_running_stat(running_var, "running_var");
+  check_optional_bn_tensor(bn_weight, "bn_weight", input);
+  check_optional_bn_tensor(bn_bias, "bn_bias", input);
   return g;
 }
 
@@ -142,8 +162,8 @@ inline ConvGeometry check_train_args(const at::Tensor& input, const at::Tensor& 
                                      double eps) {
   const ConvGeometry g = check_conv_args(input, weight, groups, stride);
   check_eps(eps, /*training=*/true);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
-  check_optional_per_channel(bn_bias, "bn_bias", input);
+  check_optional_bn_tensor(bn_weight, "bn_weight", input);
+  check_optional_bn_tensor(bn_bias, "bn_bias", input);
   check_training_count(g);
   return g;
 }
@@ -154,7 +174,7 @@ inline ConvGeometry check_backward_args(const at::Tensor& grad_output, const at:
                                         int64_t stride) {
   const ConvGeometry g = check_conv_args(input, weight, groups, stride);
   check_grad_output(grad_output, g, input);
-  check_optional_per_channel(bn_weight, "bn_weight", input);
+  check_optional_bn_tensor(bn_weight, "bn_weight", input);
   check_stats(mean, invstd, input);
   return g;
 }
@@ -170,6 +190,14 @@ inline void check_running_stats_args(const at::Tensor& running_mean, const at::T
   TORCH_CHECK(running_mean.device() == mean.device() && running_var.device() == mean.device() &&
                   invstd.device() == mean.device(),
               "shufflenet_fused: running statistics and batch statistics are on different devices");
+  // Everything checked before either statistic is written: the update is all or nothing.
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{running_mean, "running_mean"},
+                                {running_var, "running_var"}, {mean, "mean"}, {invstd, "invstd"}}) {
+    TORCH_CHECK(is_supported_float(t.scalar_type()), "shufflenet_fused: ", name,
+                " must be float32, float64, float16 or bfloat16, got ", t.scalar_type());
+  }
+  check_running_stat(running_mean, "running_mean");
+  check_running_stat(running_var, "running_var");
 }
 
 }  // namespace shufflenet_fused

@@ -14,6 +14,7 @@ from torch import Tensor
 ORDERS = ("shuffle_first", "shuffle_last")
 KERNEL_SIZES = (3, 5, 7)
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+REDUCED_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def check_args(
@@ -79,8 +80,16 @@ def check_args(
             raise ValueError(f"{name} must be a 1-D tensor with C={c} elements, got {_describe(t)}")
         if not t.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {t.dtype}")
+        # As F.batch_norm: the input's dtype, or float32 with a half or bfloat16 input
+        # (BN layers stay float32 under autocast).
+        if t.dtype != input.dtype and not (t.dtype == torch.float32 and input.dtype in REDUCED_DTYPES):
+            also = " or torch.float32" if input.dtype in REDUCED_DTYPES else ""
+            raise ValueError(f"{name} must be {input.dtype}{also} for {input.dtype} input (as F.batch_norm), "
+                             f"got {t.dtype}")  # fmt: skip
         if t.device != device:
             raise ValueError(f"{name} is on {t.device} but input is on {device}")
+        if name.startswith("running") and t.requires_grad:
+            raise ValueError(f"{name} must not require grad (running statistics are buffers, updated in place)")
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together (or both None)")
     if not training and running_mean is None:
