@@ -10,11 +10,13 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <vector>
 
 #include "common/bn_math.h"
+#include "common/channel_map.h"
 #include "common/checks.h"
 #include "cpu/host_values.h"
 #include "cpu/kernel_table.h"
@@ -81,6 +83,22 @@ at::Tensor finish_output(const at::Tensor& nchw, const at::Tensor& input) {
   return out;
 }
 
+// y[:, o] = y[:, o] * scale[p] + shift[p], p the parameter channel of output o.
+void apply_bn_after_conv(at::Tensor& y, const std::vector<double>& scale, const std::vector<double>& shift,
+                         const ChannelMap& map) {
+  const int64_t C = static_cast<int64_t>(scale.size());
+  std::vector<double> a(C), b(C);
+  for (int64_t o = 0; o < C; ++o) {
+    const int64_t p = map.lane_of_output(o).param;
+    a[o] = scale[p];
+    b[o] = shift[p];
+  }
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor av = at::from_blob(a.data(), {1, C, 1, 1}, opts).to(stat_dtype(y.scalar_type()));
+  const at::Tensor bv = at::from_blob(b.data(), {1, C, 1, 1}, opts).to(stat_dtype(y.scalar_type()));
+  y.copy_(y.to(av.scalar_type()).mul_(av).add_(bv));
+}
+
 at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& running_mean, const at::Tensor& running_var,
                               const c10::optional<at::Tensor>& bn_weight,
@@ -105,12 +123,20 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   const at::MemoryFormat format = output_memory_format(input);
   const at::Tensor x = input.contiguous(format);
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options().memory_format(format));
-  const EvalParams p{x, w, scale, shift, g, groups, shuffle_last, y};
+  // The kernels may fold scale into the taps (conv(x, w * scale)), which gives
+  // another NaN/Inf pattern than conv(x, w) * scale when scale or shift is not
+  // finite (eps = 0 with a zero variance, an infinite gamma): then run the
+  // plain conv and apply BN after it, as F.batch_norm does.
+  const bool foldable = std::all_of(scale.begin(), scale.end(), [](double v) { return std::isfinite(v); }) &&
+                        std::all_of(shift.begin(), shift.end(), [](double v) { return std::isfinite(v); });
+  const std::vector<double> ones(foldable ? 0 : g.C, 1.0), zeros(foldable ? 0 : g.C, 0.0);
+  const EvalParams p{x, w, foldable ? scale : ones, foldable ? shift : zeros, g, groups, shuffle_last, y};
   if (format == at::MemoryFormat::ChannelsLast) {
     active_kernels().eval_channels_last(p);
   } else {
     active_kernels().eval(p);
   }
+  if (!foldable) apply_bn_after_conv(y, scale, shift, ChannelMap(g.C, groups, shuffle_last));
   return y;
 }
 

@@ -1,0 +1,86 @@
+"""Eval BatchNorm with degenerate parameters keeps the reference's NaN/Inf pattern.
+
+With eps = 0 and a zero running variance (scale = gamma / 0), or an infinite or NaN gamma,
+beta or running mean, folding BN into the convolution taps (conv(x, w * scale)) would give
+another NaN/Inf pattern than the reference's conv(x, w) * scale + shift: the op then
+applies BN after the convolution. Every CPU ISA this machine runs, both layouts, float32 and
+float64, both orders, both strides.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import shufflenet_fused as sf
+
+C = 12
+INF, NAN = float("inf"), float("nan")
+
+
+def _bn(dtype):
+    g = torch.Generator().manual_seed(3)
+    gamma = torch.rand(C, generator=g, dtype=dtype) + 0.5
+    beta = torch.randn(C, generator=g, dtype=dtype)
+    rm = torch.randn(C, generator=g, dtype=dtype)
+    rv = torch.rand(C, generator=g, dtype=dtype) + 0.5
+    rv[0] = 0.0  # with eps = 0: scale = gamma / 0 = inf, shift = beta - mean * inf
+    rv[1], rm[1] = 0.0, 0.0  # shift = beta - 0 * inf = NaN
+    rv[2], gamma[2] = 0.0, 0.0  # scale = 0 / 0 = NaN
+    gamma[3] = INF
+    gamma[4] = -INF
+    gamma[5] = NAN
+    beta[6] = INF
+    rm[7] = NAN
+    rm[8] = -INF
+    return gamma, beta, rm, rv
+
+
+def _pattern_equal(a, b, what):
+    assert torch.equal(torch.isnan(a), torch.isnan(b)), f"{what}: NaN at {int(torch.isnan(a).sum())}, " \
+        f"reference {int(torch.isnan(b).sum())}"
+    assert torch.equal(torch.isinf(a), torch.isinf(b)), f"{what}: Inf at {int(torch.isinf(a).sum())}, " \
+        f"reference {int(torch.isinf(b).sum())}"
+    assert torch.equal(torch.signbit(a[torch.isinf(a)]), torch.signbit(b[torch.isinf(b)])), f"{what}: Inf signs"
+    finite = torch.isfinite(b)
+    torch.testing.assert_close(a[finite], b[finite], rtol=1e-4, atol=1e-4, msg=what)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("order", ["shuffle_first", "shuffle_last"])
+def test_eval_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype, layout, stride, order):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
+    w[9, 0, 1, 1] = 0.0  # a zero tap: 0 * inf = NaN if scale were folded into it
+    gamma, beta, rm, rv = _bn(dtype)
+    kw = dict(groups=3, stride=stride, training=False, eps=0.0, order=order)
+    got = sf.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, **kw)
+    want = sf.reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, **kw)
+    _pattern_equal(got, want, "output")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_eval_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtype, layout, stride):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
+    gamma, beta, rm, rv = _bn(dtype)
+    gy = torch.randn(2, C, (9 - 1) // stride + 1, (11 - 1) // stride + 1, generator=g, dtype=dtype)
+    grads = []
+    for fn in (sf.shuffle_dwconv_bn, sf.reference.shuffle_dwconv_bn):
+        leaves = [t.clone().requires_grad_() for t in (x, w, gamma, beta)]
+        y = fn(leaves[0], leaves[1], rm, rv, leaves[2], leaves[3], groups=3, stride=stride, training=False,
+               eps=0.0, order="shuffle_last")  # fmt: skip
+        y.backward(gy)
+        grads.append([t.grad for t in leaves])
+    for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), *grads, strict=True):
+        _pattern_equal(a, b, f"grad {name}")
