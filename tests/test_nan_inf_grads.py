@@ -82,12 +82,6 @@ def test_eval_output_input_and_bn_gradients_keep_the_reference_pattern(cpu_isa, 
     _check(cpu_isa, value, dtype, layout, stride, {"y", "x.grad", "bn_weight.grad", "bn_bias.grad"})
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap (issue 14): the staged flat kernels' weight gradient multiplies the zero dz of "
-    "dropped flat outputs by neighbouring inputs, so a NaN/Inf there reaches taps the reference keeps "
-    "finite; only the AVX-512 in-place path (float32/16-bit, stride 1) has the reference's pattern",
-)
 @_parametrized
 def test_eval_weight_gradient_keeps_the_reference_pattern(cpu_isa, value, dtype, layout, stride):
     _check(cpu_isa, value, dtype, layout, stride, {"weight.grad"})

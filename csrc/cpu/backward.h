@@ -5,7 +5,9 @@
 //   2. dz = A*g + B*(z - mean) + D, BN's backward as one affine map per
 //      channel (common/bn_math.h);
 //   3. the conv-weight gradient and grad_input from dz: the ISA's lane path
-//      (hooks::try_backward_lane) or the flat stack (backward_lane_flat).
+//      (hooks::try_backward_lane) or the flat stack (backward_lane_flat); a
+//      non-finite weight-gradient tap is recomputed from the definition
+//      (weight_grad_exact), for the reference's NaN/Inf pattern.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -13,6 +15,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -121,6 +124,34 @@ void backward_lane_flat(const scalar_t* xd, const ConvGeometry& g, const FlatSta
   }
 }
 
+// The weight gradient of one lane from its definition: valid outputs only,
+// the input zero-padded (as the reference's convolution backward). The fast
+// paths also multiply the zero dz of dropped flat outputs by neighbouring
+// inputs: harmless for finite inputs, but 0 * inf = NaN, so a NaN/Inf input
+// reached taps the reference keeps finite. Run only when a fast tap came out
+// non-finite, which finite inputs never cause.
+template <int K, int S, typename scalar_t, typename acc_t>
+void weight_grad_exact(const acc_t* dz, const scalar_t* xd, const ConvGeometry& g, int64_t input, double* gw) {
+  constexpr int pad = K / 2;
+  for (int t = 0; t < K * K; ++t) gw[t] = 0.0;
+  for (int64_t n = 0; n < g.N; ++n) {
+    const scalar_t* xn = xd + (n * g.C + input) * g.H * g.W;
+    const acc_t* dzn = dz + n * g.Ho * g.Wo;
+    for (int64_t ho = 0; ho < g.Ho; ++ho)
+      for (int64_t wo = 0; wo < g.Wo; ++wo) {
+        const double d = static_cast<double>(dzn[ho * g.Wo + wo]);
+        for (int kh = 0; kh < K; ++kh) {
+          const int64_t ih = ho * S - pad + kh;
+          for (int kw = 0; kw < K; ++kw) {
+            const int64_t iw = wo * S - pad + kw;
+            const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+            gw[kh * K + kw] += d * (inside ? static_cast<double>(xn[ih * g.W + iw]) : 0.0);
+          }
+        }
+      }
+  }
+}
+
 template <typename scalar_t>
 void backward_kernel(const BackwardParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -175,6 +206,8 @@ void backward_kernel(const BackwardParams& P) {
           TORCH_INTERNAL_ASSERT(!in_place, "in-place lane path declined");
           backward_lane_flat<K, S>(xd, g, f, lane, dz.get(), wflip, one_block && !by_hook, xp.get(), flat, gw, gxd);
         }
+        if (!std::all_of(gw, gw + K * K, [](double v) { return std::isfinite(v); }))
+          weight_grad_exact<K, S>(dz.get(), xd, g, lane.input, gw);
         for (int t = 0; t < K * K; ++t) P.grad_w[c * KK + t] = gw[t];
       }
     });
