@@ -8,6 +8,8 @@ build and nvcc is found (no GPU is needed to compile). Environment:
                                   the index-math checks, the CPU emulator of the tiled
                                   CUDA pipeline and the host runner of the CUDA kernels);
                                   scripts/setup_env.sh turns it on
+  SHUFFLENET_FUSED_SANITIZE=1     the CPU extension at -O1 under AddressSanitizer + UBSan,
+                                  masked AVX-512 accesses checked (scripts/sanitize_cpu.sh)
   TORCH_CUDA_ARCH_LIST        CUDA archs (default here: "8.0;9.0+PTX")
   MAX_JOBS                    parallel compile jobs (torch's own variable)
 """
@@ -90,6 +92,15 @@ def _extension():
         "-O3", "-fopenmp", "-fno-tree-loop-distribute-patterns", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas",
     ]  # fmt: skip
     include_dirs = [os.path.join(HERE, "csrc")]
+    link_flags = ["-fopenmp"]
+    if _flag("SHUFFLENET_FUSED_SANITIZE"):
+        # vptr is off: torch's own libraries are not built with UBSan's type info.
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-sanitize-recover=all"]
+        cxx_flags = [f for f in cxx_flags if f != "-O3"] + ["-O1", "-g", "-fno-omit-frame-pointer"] + sanitize
+        cxx_flags.append("-DSF_CHECK_MASKED_ACCESS")
+        link_flags += sanitize
+        if _want_cuda():
+            raise RuntimeError("SHUFFLENET_FUSED_SANITIZE=1 builds the CPU extension only: set SHUFFLENET_FUSED_CUDA=0")
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         cuda_sources = _sources("csrc/cuda/*.cu", "csrc/cuda/*.cpp")
@@ -101,14 +112,14 @@ def _extension():
                 "cxx": cxx_flags,
                 "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills"],
             },
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link_flags,
         )
     return CppExtension(
         "shufflenet_fused._C",
         cpp_sources,
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link_flags,
     )
 
 

@@ -74,7 +74,10 @@ inline void cl_pixels_k3(const scalar_t* xn, int64_t H, int64_t W, int64_t C, in
       for (int kw = kw0; kw < kw1; ++kw) acc[0] = _mm512_fmadd_ps(load_row16(row + kw * C, m), wv[kh * K + kw], acc[0]);
     }
   }
-  for (int j = 0; j < NS; ++j) _mm512_mask_storeu_ps(z + (ow0 + j) * C + c, m, acc[j]);
+  for (int j = 0; j < NS; ++j) {
+    check_masked(z + (ow0 + j) * C + c, m, "cl_row strip store");
+    _mm512_mask_storeu_ps(z + (ow0 + j) * C + c, m, acc[j]);
+  }
 }
 
 // z = the conv of output row oh (all Wo pixels, all C channels, input-channel
@@ -85,7 +88,11 @@ inline void cl_row_k3(const scalar_t* xn, int64_t H, int64_t W, int64_t C, int64
   constexpr int kStrip = 4;
   for_each_channel_chunk(C, [&](int64_t c, __mmask16 m) {
     __m512 wv[9];
-    for (int t = 0; t < 9; ++t) wv[t] = _mm512_maskz_loadu_ps(m, wt + t * C + c);
+    for (int t = 0; t < 9; ++t) {
+      check_masked(wt + t * C + c, m, "cl_row_k3 taps");
+      wv[t] = _mm512_maskz_loadu_ps(m, wt + t * C + c);
+    }
+    check_masked(shift + c, m, "cl_row_k3 shift");
     const __m512 sv = _mm512_maskz_loadu_ps(m, shift + c);
     int64_t ow = 0;
     // Left border (input column -1), then 4-pixel blocks while the whole

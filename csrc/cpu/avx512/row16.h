@@ -7,6 +7,8 @@
 
 #include "cpu/avx512/target.h"
 
+#include "cpu/avx512/masked_access.h"
+
 #include "cpu/isa_namespace.h"
 
 namespace shufflenet_fused {
@@ -19,18 +21,27 @@ constexpr bool kRow16 = std::is_same<T, float>::value || std::is_same<T, c10::BF
 
 // (maskz forms throughout: GCC 12's unmasked forms of these intrinsics start
 // from an undefined vector and trip -Wmaybe-uninitialized in its own headers.)
-inline __m512 load_row16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load_row16(const float* p, __mmask16 m) {
+  check_masked(p, m, "load_row16");
+  return _mm512_maskz_loadu_ps(m, p);
+}
 inline __m512 load_row16(const c10::BFloat16* p, __mmask16 m) {
+  check_masked(p, m, "load_row16");
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(m, _mm512_maskz_cvtepu16_epi32(m, h), 16));
 }
 inline __m512 load_row16(const c10::Half* p, __mmask16 m) {
+  check_masked(p, m, "load_row16");
   return _mm512_maskz_cvtph_ps(m, _mm256_maskz_loadu_epi16(m, p));
 }
 
-inline void store_row16(float* p, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+inline void store_row16(float* p, __mmask16 m, __m512 v) {
+  check_masked(p, m, "store_row16");
+  _mm512_mask_storeu_ps(p, m, v);
+}
 // Round to nearest even, NaN -> quiet NaN 0x7FC0: c10::BFloat16's conversion, bit for bit.
 inline void store_row16(c10::BFloat16* p, __mmask16 m, __m512 v) {
+  check_masked(p, m, "store_row16");
   const __m512i bits = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(m, bits, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_maskz_srli_epi32(m, _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
@@ -39,6 +50,7 @@ inline void store_row16(c10::BFloat16* p, __mmask16 m, __m512 v) {
 }
 // IEEE round to nearest even, as c10::Half's conversion.
 inline void store_row16(c10::Half* p, __mmask16 m, __m512 v) {
+  check_masked(p, m, "store_row16");
   _mm256_mask_storeu_epi16(p, m, _mm512_maskz_cvtps_ph(m, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 

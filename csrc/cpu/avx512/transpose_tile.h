@@ -39,6 +39,7 @@ inline void transpose_tile16(const float* a, int64_t rows, int64_t cols, int64_t
     if constexpr (Full) {
       r[i] = _mm512_loadu_ps(a + (i0 + i) * cols + j0);
     } else {
+      if (i < ri) check_masked(a + (i0 + i) * cols + j0, cm, "transpose_tile16 load");
       r[i] = i < ri ? _mm512_maskz_loadu_ps(cm, a + (i0 + i) * cols + j0) : _mm512_setzero_ps();
     }
   }
@@ -69,6 +70,7 @@ inline void transpose_tile16(const float* a, int64_t rows, int64_t cols, int64_t
       if constexpr (Full) {
         _mm512_storeu_ps(b + (j0 + j) * rows + i0, col[m]);
       } else if (j < cj) {
+        check_masked(b + (j0 + j) * rows + i0, rm, "transpose_tile16 store");
         _mm512_mask_storeu_ps(b + (j0 + j) * rows + i0, rm, col[m]);
       }
     }

@@ -512,7 +512,9 @@ inline void weight_grad_plane_masked(const WindowedPlan& p, const float* dz, con
   for (int64_t v = 0; v < p.vectors; ++v) {
     const int64_t j = 16 * v;
     const __mmask16* m = p.masks.data() + v * K * K;
-    const __m512 dv = _mm512_maskz_loadu_ps(first_lanes(std::min<int64_t>(16, p.plane - j)), dz + j);
+    const __mmask16 dm = first_lanes(std::min<int64_t>(16, p.plane - j));
+    check_masked(dz + j, dm, "weight_grad_plane_masked");
+    const __m512 dv = _mm512_maskz_loadu_ps(dm, dz + j);
 #pragma GCC unroll 7
     for (int kh = 0; kh < K; ++kh) {
 #pragma GCC unroll 7
