@@ -213,3 +213,45 @@ def test_update_running_stats_checks_everything_before_writing(bad, message) -> 
         ops.update_running_stats(*args.values(), 0.5, 1e-5, 10)
     for k, v in args.items():  # nothing written, running_mean included
         assert torch.equal(v.detach(), before[k]), k
+
+
+def _first_line_head(err: BaseException) -> str:
+    # The message up to its "got ..." part (c10 and Python print shapes and numbers differently).
+    line = str(err).splitlines()[0]
+    return line.split(", got")[0].split(" got ")[0]
+
+
+_x, _w, _s = torch.randn(2, C, 5, 5), torch.randn(C, 1, 3, 3), torch.zeros(C)
+FAKE_PARITY = [
+    ("eval", (_x, torch.randn(C, 1, 4, 4), _s, _s + 1, None, None, 3, 1, 1e-5, False)),
+    ("eval", (_x, torch.randn(C + 1, 1, 3, 3), _s, _s + 1, None, None, 3, 1, 1e-5, False)),
+    ("eval", (_x, _w.double(), _s, _s + 1, None, None, 3, 1, 1e-5, False)),
+    ("eval", (_x, _w, _s, _s + 1, None, None, 4, 1, 1e-5, False)),
+    ("eval", (_x, _w, _s, _s + 1, None, None, 3, 0, 1e-5, False)),
+    ("eval", (_x, _w, _s, _s + 1, None, None, 3, 1, -1.0, False)),
+    ("eval", (_x, _w, _s.double(), _s + 1, None, None, 3, 1, 1e-5, False)),
+    ("eval", (_x, _w, _s, torch.ones(C + 1), None, None, 3, 1, 1e-5, False)),
+    ("eval", (_x, _w, _s, (_s + 1).requires_grad_(), None, None, 3, 1, 1e-5, False)),
+    ("eval", (_x.int(), _w.int(), _s, _s + 1, None, None, 3, 1, 1e-5, False)),
+    ("train", (_x, _w, torch.ones(C).half(), None, 3, 1, 1e-5, False)),
+    ("train", (_x, _w, None, None, 3, 1, 0.0, False)),
+    ("train", (_x, _w, None, None, 3, 2 + 1, 1e-5, False)),
+    ("backward", (torch.randn(2, C, 5, 5), _x, _w, None, _s.long(), _s + 1, 3, 1, False, False)),
+]
+
+
+@pytest.mark.parametrize("op,args", FAKE_PARITY, ids=[f"{o}-{i}" for i, (o, _) in enumerate(FAKE_PARITY)])
+def test_fake_kernels_reject_what_the_kernels_reject(op, args) -> None:
+    # Meta tensors run the fake kernels (what torch.compile and torch.export trace with).
+    fn = {"eval": ops.dwconv_bn_eval, "train": ops.dwconv_bn_train, "backward": ops.dwconv_bn_backward}[op]
+    with pytest.raises(RuntimeError) as real:
+        fn(*args)
+
+    def meta(a):
+        if not isinstance(a, torch.Tensor):
+            return a
+        return a.detach().to("meta").requires_grad_(a.requires_grad)
+
+    with pytest.raises(RuntimeError) as fake:
+        fn(*(meta(a) for a in args))
+    assert _first_line_head(fake.value) == _first_line_head(real.value)

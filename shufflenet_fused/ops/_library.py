@@ -3,13 +3,16 @@
 The schemas live in csrc/ops.cpp; the CPU/CUDA kernels and the autograd
 formulas (csrc/autograd.cpp) register themselves when ``shufflenet_fused._C``
 is imported. What torch.compile needs beyond that, the fake (meta) kernels, is
-registered here.
+registered here; their argument checks (_fake_checks.py) raise what csrc/common/checks.h
+raises.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from . import _fake_checks
 
 
 def _load_extension() -> None:
@@ -74,9 +77,12 @@ def _eval_fake(
     input: Tensor, weight: Tensor, running_mean: Tensor, running_var: Tensor, bn_weight: Tensor | None,
     bn_bias: Tensor | None, groups: int, stride: int, eps: float, shuffle_last: bool,
 ) -> Tensor:
-    _check_devices(
-        input, weight=weight, running_mean=running_mean, running_var=running_var, bn_weight=bn_weight, bn_bias=bn_bias
-    )
+    _fake_checks.conv_args(input, weight, groups, stride)
+    _fake_checks.eps_arg(eps, training=False)
+    _fake_checks.bn_tensor(running_mean, "running_mean", input, running=True)
+    _fake_checks.bn_tensor(running_var, "running_var", input, running=True)
+    _fake_checks.bn_tensor(bn_weight, "bn_weight", input)
+    _fake_checks.bn_tensor(bn_bias, "bn_bias", input)
     return _new_output(input, _out_shape(input, weight, stride))
 
 
@@ -85,7 +91,10 @@ def _train_fake(
     input: Tensor, weight: Tensor, bn_weight: Tensor | None, bn_bias: Tensor | None, groups: int, stride: int,
     eps: float, shuffle_last: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    _check_devices(input, weight=weight, bn_weight=bn_weight, bn_bias=bn_bias)
+    _fake_checks.conv_args(input, weight, groups, stride)
+    _fake_checks.eps_arg(eps, training=True)
+    _fake_checks.bn_tensor(bn_weight, "bn_weight", input)
+    _fake_checks.bn_tensor(bn_bias, "bn_bias", input)
     c = input.shape[1]
     stats = input.new_empty((c,), dtype=stat_dtype(input.dtype))
     return _new_output(input, _out_shape(input, weight, stride)), stats, torch.empty_like(stats)
@@ -96,7 +105,11 @@ def _backward_fake(
     grad_output: Tensor, input: Tensor, weight: Tensor, bn_weight: Tensor | None, mean: Tensor, invstd: Tensor,
     groups: int, stride: int, shuffle_last: bool, training: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    _check_devices(input, grad_output=grad_output, weight=weight, bn_weight=bn_weight, mean=mean, invstd=invstd)
+    _fake_checks.conv_args(input, weight, groups, stride)
+    _check_devices(input, grad_output=grad_output)
+    _fake_checks.bn_tensor(bn_weight, "bn_weight", input)
+    _fake_checks.per_channel(mean, "mean", input)
+    _fake_checks.per_channel(invstd, "invstd", input)
     c = input.shape[1]
     bn_dtype = bn_weight.dtype if bn_weight is not None else stat_dtype(input.dtype)
     grad_input = torch.empty(
