@@ -69,6 +69,15 @@ def check(got, expected, dtype, what):
     torch.testing.assert_close(got.double(), expected.double(), **TOLERANCES[dtype], msg=lambda m: f"{what}: {m}")
 
 
+def _check_grads(grads, ref, dtype, mode, affine):
+    gx, gw, gg, gb = grads
+    check(gx, ref["gx"], dtype, f"{mode} grad_input")
+    check(gw, ref["gw"], dtype, f"{mode} grad_weight")
+    if affine:
+        check(gg, ref["ggamma"], dtype, f"{mode} grad_bn_weight")
+        check(gb, ref["gbeta"], dtype, f"{mode} grad_bn_bias")
+
+
 def run_case(
     family, n, c, h, w, k, stride, groups, order, layout, dtype=torch.float64, affine=True, seed=0, namespace=ops
 ):
@@ -92,12 +101,8 @@ def run_case(
     assert y.dtype == dtype and y.is_contiguous(memory_format=out_format)
     mean = t["rm"].to(sdt)
     invstd = torch.rsqrt(t["rv"].to(sdt) + eps)
-    gx, gw, gg, gb = op_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd, groups, stride, sl, False)
-    check(gx, ref["gx"], dtype, "eval grad_input")
-    check(gw, ref["gw"], dtype, "eval grad_weight")
-    if affine:
-        check(gg, ref["ggamma"], dtype, "eval grad_bn_weight")
-        check(gb, ref["gbeta"], dtype, "eval grad_bn_bias")
+    grads = op_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd, groups, stride, sl, False)
+    _check_grads(grads, ref, dtype, "eval", affine)
 
     # Training forward and backward (batch statistics).
     ho = (h + 2 * (k // 2) - k) // stride + 1
@@ -117,10 +122,6 @@ def run_case(
     stat_dtype = dtype if dtype in (torch.float64, torch.float32) else torch.float32
     check(mean, m, stat_dtype, "train mean")
     check(invstd, torch.rsqrt(var + eps), stat_dtype, "train invstd")
-    gx, gw, gg, gb = op_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd, groups, stride, sl, True)
-    check(gx, ref["gx"], dtype, "train grad_input")
-    check(gw, ref["gw"], dtype, "train grad_weight")
-    if affine:
-        check(gg, ref["ggamma"], dtype, "train grad_bn_weight")
-        check(gb, ref["gbeta"], dtype, "train grad_bn_bias")
-    assert gx.is_contiguous(memory_format=out_format)
+    grads = op_backward(ref["gy"].to(dtype), t["x"], t["w"], gamma, mean, invstd, groups, stride, sl, True)
+    _check_grads(grads, ref, dtype, "train", affine)
+    assert grads[0].is_contiguous(memory_format=out_format)

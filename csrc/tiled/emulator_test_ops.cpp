@@ -28,6 +28,7 @@
 #include "tiled/finalize.h"
 #include "tiled/lane_table.h"
 #include "tiled/lane_work.h"
+#include "tiled/cpu_executor_ops.h"
 #include "tiled/pipeline.h"
 #include "tiled/tile_plan.h"
 
@@ -157,53 +158,6 @@ struct EmuExec {
   }
 };
 
-void check_emulated(const at::Tensor& input) {
-  TORCH_CHECK(input.device().is_cpu(), "shufflenet_fused: the emulated ops run on CPU tensors");
-}
-
-at::Tensor emulate_eval(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& running_mean,
-                        const at::Tensor& running_var, const c10::optional<at::Tensor>& bn_weight,
-                        const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
-                        bool shuffle_last) {
-  const ConvGeometry g =
-      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
-  check_emulated(input);
-  const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
-  EmuExec ex;
-  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulate_eval", [&] {
-    return run_eval<EmuExec, scalar_t>(ex, pr, running_mean, running_var, bn_weight, bn_bias, eps);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> emulate_train(const at::Tensor& input, const at::Tensor& weight,
-                                                             const c10::optional<at::Tensor>& bn_weight,
-                                                             const c10::optional<at::Tensor>& bn_bias,
-                                                             int64_t groups, int64_t stride, double eps,
-                                                             bool shuffle_last) {
-  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride, eps);
-  check_emulated(input);
-  const Prepared pr = prepare(input, weight, g, groups, shuffle_last);
-  EmuExec ex;
-  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulate_train", [&] {
-    return run_train<EmuExec, scalar_t>(ex, pr, bn_weight, bn_bias, eps);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emulate_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-    const c10::optional<at::Tensor>& bn_weight, const at::Tensor& mean, const at::Tensor& invstd,
-    int64_t groups, int64_t stride, bool shuffle_last, bool training) {
-  const ConvGeometry g =
-      check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
-  check_emulated(input);
-  const Prepared pr = prepare(input, weight, g, groups, shuffle_last, grad_output);
-  const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
-  EmuExec ex;
-  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "emulate_backward", [&] {
-    return run_backward<EmuExec, scalar_t>(ex, pr, bn_weight, mean, invstd, training, bn_dtype);
-  });
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(shufflenet_fused, m) {
@@ -220,9 +174,9 @@ TORCH_LIBRARY_FRAGMENT(shufflenet_fused, m) {
 }
 
 TORCH_LIBRARY_IMPL(shufflenet_fused, CPU, m) {
-  m.impl("_debug_emulate_eval", &emulate_eval);
-  m.impl("_debug_emulate_train", &emulate_train);
-  m.impl("_debug_emulate_backward", &emulate_backward);
+  m.impl("_debug_emulate_eval", &eval_on_cpu<EmuExec>);
+  m.impl("_debug_emulate_train", &train_on_cpu<EmuExec>);
+  m.impl("_debug_emulate_backward", &backward_on_cpu<EmuExec>);
 }
 
 }  // namespace tiled

@@ -32,6 +32,7 @@
 #include "cuda/kernels.cuh"
 // clang-format on
 #include "cuda/launch_shape.h"
+#include "tiled/cpu_executor_ops.h"
 #include "tiled/pipeline.h"
 
 #ifndef SF_HOST_RUNNER_LIBRARY
@@ -107,51 +108,6 @@ struct HostExec {
   }
 };
 
-void check_on_cpu(const at::Tensor& input) {
-  TORCH_CHECK(input.device().is_cpu(), "shufflenet_fused: the host-run CUDA kernels take CPU tensors");
-}
-
-at::Tensor host_eval(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& running_mean,
-                     const at::Tensor& running_var, const c10::optional<at::Tensor>& bn_weight,
-                     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
-                     bool shuffle_last) {
-  const ConvGeometry g =
-      check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
-  check_on_cpu(input);
-  const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last);
-  HostExec ex;
-  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "host_eval", [&] {
-    return tiled::run_eval<HostExec, scalar_t>(ex, pr, running_mean, running_var, bn_weight, bn_bias, eps);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> host_train(const at::Tensor& input, const at::Tensor& weight,
-                                                          const c10::optional<at::Tensor>& bn_weight,
-                                                          const c10::optional<at::Tensor>& bn_bias, int64_t groups,
-                                                          int64_t stride, double eps, bool shuffle_last) {
-  const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride, eps);
-  check_on_cpu(input);
-  const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last);
-  HostExec ex;
-  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "host_train", [&] {
-    return tiled::run_train<HostExec, scalar_t>(ex, pr, bn_weight, bn_bias, eps);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> host_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-    const c10::optional<at::Tensor>& bn_weight, const at::Tensor& mean, const at::Tensor& invstd, int64_t groups,
-    int64_t stride, bool shuffle_last, bool training) {
-  const ConvGeometry g = check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
-  check_on_cpu(input);
-  const tiled::Prepared pr = tiled::prepare(input, weight, g, groups, shuffle_last, grad_output);
-  const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
-  HostExec ex;
-  return AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "host_backward", [&] {
-    return tiled::run_backward<HostExec, scalar_t>(ex, pr, bn_weight, mean, invstd, training, bn_dtype);
-  });
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(SF_HOST_RUNNER_LIBRARY, m) {
@@ -168,9 +124,9 @@ TORCH_LIBRARY_FRAGMENT(SF_HOST_RUNNER_LIBRARY, m) {
 }
 
 TORCH_LIBRARY_IMPL(SF_HOST_RUNNER_LIBRARY, CPU, m) {
-  m.impl("_host_cuda_eval", &host_eval);
-  m.impl("_host_cuda_train", &host_train);
-  m.impl("_host_cuda_backward", &host_backward);
+  m.impl("_host_cuda_eval", &tiled::eval_on_cpu<HostExec>);
+  m.impl("_host_cuda_train", &tiled::train_on_cpu<HostExec>);
+  m.impl("_host_cuda_backward", &tiled::backward_on_cpu<HostExec>);
 }
 
 }  // namespace cuda
