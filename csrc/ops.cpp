@@ -45,4 +45,8 @@ TORCH_LIBRARY(shufflenet_fused, m) {
       "dwconv_bn_backward(Tensor grad_output, Tensor input, Tensor weight, "
       "Tensor? bn_weight, Tensor mean, Tensor invstd, int groups, int stride, "
       "bool shuffle_last, bool training) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Inference of a whole ShuffleNetV1 (or a chain of its blocks), float32,
+  // from the modules' own tensors (shufflenet_fused/inference/arguments.py
+  // builds the arguments; cpu/inference/inference_cpu.cpp documents them).
+  m.def("shufflenet_v1_infer(Tensor input, Tensor?[] params, float[] eps, int[] plan) -> Tensor");
 }

@@ -4,8 +4,9 @@ The op lives in :mod:`shufflenet_fused.ops`, the ShuffleNetV1 models in
 :mod:`shufflenet_fused.models`; their public names are re-exported here.
 """
 
-from . import checkpoint, models, ops
+from . import checkpoint, inference, models, ops
 from ._version import __version__
+from .inference import inference_pipeline
 from .models import (
     CheckpointError,
     ShuffleNetV1,
@@ -20,6 +21,8 @@ from .ops import ValidationError, cuda_kernels_built, reference, shuffle_dwconv_
 __all__ = [
     "__version__",
     "checkpoint",
+    "inference",
+    "inference_pipeline",
     "cuda_kernels_built",
     "models",
     "ops",

@@ -10,6 +10,7 @@
 #include "cpu/backward.h"
 #include "cpu/eval.h"
 #include "cpu/eval_channels_last.h"
+#include "cpu/inference/pipeline.h"
 #include "cpu/isa_namespace.h"
 #include "cpu/kernel_table.h"
 #include "cpu/relayout.h"
@@ -41,7 +42,9 @@ inline void backward(const BackwardParams& p) {
 
 inline void relayout(const RelayoutParams& p) { relayout_kernel(p); }
 
-constexpr KernelTable kernel_table{&eval, &eval_channels_last, &train, &backward, &relayout};
+inline void run_inference(const InferParams& p) { infer::infer_network(p); }
+
+constexpr KernelTable kernel_table{&eval, &eval_channels_last, &train, &backward, &relayout, &run_inference};
 
 }  // namespace SF_CPU_ISA
 }  // namespace cpu

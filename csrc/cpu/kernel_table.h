@@ -9,6 +9,7 @@
 
 #include "common/checks.h"
 #include "cpu/cpu_isa.h"
+#include "cpu/inference/network_plan.h"
 
 namespace shufflenet_fused {
 namespace cpu {
@@ -69,6 +70,7 @@ struct KernelTable {
   void (*train)(const TrainParams&);
   void (*backward)(const BackwardParams&);
   void (*relayout)(const RelayoutParams&);
+  void (*infer)(const InferParams&);  // the inference pipeline (cpu/inference/)
 };
 
 extern const KernelTable baseline_kernels;

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..inference import pipeline
 from ..ops import functional, reference, validation
 from ..ops._checks import KERNEL_SIZES
 from .batch_norm import batch_norm_arguments, run_layers, sync_group
@@ -112,6 +113,19 @@ class ShuffleV1Block(nn.Module):
 
     def forward(self, old_x: Tensor) -> Tensor:
         if self.fused:
+            # Eval mode without a gradient to compute: the whole block as one op
+            # (shufflenet_fused/inference), when its structure and the input allow it.
+            out = pipeline.try_block(self, old_x)
+            if out is not None:
+                if validation.is_active():
+                    with torch.no_grad():
+                        expected = self._forward_modules(old_x, fused=False)
+                    validation.check_output(validation.name_of(self), out, expected)
+                return out
+        return self._forward_modules(old_x, fused=self.fused)
+
+    def _forward_modules(self, old_x: Tensor, fused: bool) -> Tensor:
+        if fused:
             # run_layers: nn.SyncBatchNorm layers synchronize through shufflenet_fused.
             main = self.branch_main_1
             x = run_layers((main[0], main[1], main[2]), old_x)

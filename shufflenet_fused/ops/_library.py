@@ -134,6 +134,27 @@ def _update_running_stats_fake(
     return None
 
 
+@torch.library.register_fake("shufflenet_fused::shufflenet_v1_infer")
+def _shufflenet_v1_infer_fake(input: Tensor, params: list[Tensor | None], eps: list[float], plan: list[int]) -> Tensor:
+    # The output shape as csrc/cpu/inference/inference_cpu.cpp computes it (which
+    # also checks every argument when the op runs).
+    if input.dim() != 4 or input.dtype != torch.float32 or input.device.type != "cpu":
+        raise ValueError("shufflenet_v1_infer: input must be a 4-D float32 CPU tensor")
+    if len(plan) < 3 or len(plan) != 3 + 7 * plan[2]:
+        raise ValueError(f"shufflenet_v1_infer: plan has {len(plan)} ints, expected 3 + 7 per block")
+    n, c, h, w = input.shape
+    if plan[0]:  # the stem: 3x3/2 conv, 3x3/2 max pool
+        c = params[0].shape[0]
+        for _ in range(2):
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    for b in range(plan[2]):
+        oup, stride = plan[3 + 7 * b + 1], plan[3 + 7 * b + 5]
+        c, h, w = oup, (h - 1) // stride + 1, (w - 1) // stride + 1
+    if plan[1]:
+        return input.new_empty((n, params[-2].shape[0]))
+    return input.new_empty((n, c, h, w))
+
+
 # Autograd for the three ops is registered in C++ (csrc/autograd.cpp): a
 # Python formula costs tens of microseconds per call, as much as the kernel
 # at batch 1.

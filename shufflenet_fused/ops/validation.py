@@ -128,6 +128,12 @@ def checked_call(
     return out
 
 
+def check_output(where: str, got: Tensor, expected: Tensor) -> None:
+    """Raises :class:`ValidationError` naming ``where`` unless ``got`` matches ``expected``
+    (the whole-block inference path checks itself with it)."""
+    _compare(where, "output", got, expected)
+
+
 def _compare(where: str, what: str, got: Tensor, expected: Tensor) -> None:
     """Raises ValidationError unless ``got`` is close to ``expected`` (both compared in
     float64, with the tolerance of ``got``'s dtype; NaN matches NaN)."""

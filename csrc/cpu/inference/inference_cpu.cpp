@@ -1,0 +1,255 @@
+// CPU entry of shufflenet_v1_infer: checks the arguments, folds every
+// BatchNorm for this call, builds the NetworkPlan, runs the active ISA's
+// pipeline, then the classifier.
+//
+// The op takes the modules' own tensors and folds on every call (the folds are
+// per channel, a few microseconds for a whole network; the 1x1 conv weights
+// are used as they are, their BN applied in the kernel's epilogue), so a model
+// edited in place between calls can never run stale folded weights.
+//
+// plan (ints): [has_stem, has_head, B, then per block: inp, oup, mid,
+//               groups1, groups2, stride, shuffle_groups]
+//   shuffle_groups: the `groups` of the channel shuffle after the depthwise
+//   conv (torch.nn.ChannelShuffle; 1 for none).
+// params (float32, contiguous; "?" may be None), each conv with its BN:
+//   conv weight, conv bias?, bn weight?, bn bias?, running_mean, running_var
+//   stem (has_stem): the 3x3/2 conv (C0, C, 3, 3) and its BN
+//   per block: pw1 (mid, inp / groups1, 1, 1), dw (mid, 1, 3, 3),
+//              pw2 (c2, mid / groups2, 1, 1), each with its BN;
+//              c2 = oup (stride 1) or oup - inp (stride 2)
+//   head (has_head): classifier weight (classes, C_last), bias?
+// eps: one per BatchNorm, in the order above.
+// Returns (N, C_last, H_last, W_last), or (N, classes) with a head.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <list>
+#include <string>
+#include <vector>
+
+#include "common/bn_math.h"
+#include "common/channel_map.h"
+#include "cpu/inference/network_plan.h"
+#include "cpu/kernel_table.h"
+
+namespace shufflenet_fused {
+namespace cpu {
+namespace {
+
+constexpr int64_t kPlanHeader = 3, kBlockInts = 7;
+constexpr const char* kOp = "shufflenet_v1_infer: ";
+
+using ParamList = c10::List<std::optional<at::Tensor>>;
+
+// Reads params and eps in order, checking each tensor's dtype, device, layout
+// and shape; owns the values folded for this call.
+class ArgReader {
+ public:
+  ArgReader(const ParamList& params, at::ArrayRef<double> eps) : params_(params), eps_(eps) {}
+
+  // nullptr for an absent optional tensor.
+  const float* tensor(const std::string& name, at::IntArrayRef shape, bool required = true) {
+    TORCH_CHECK_VALUE(index_ < params_.size(), kOp, "params has ", params_.size(),
+                      " entries, fewer than the plan needs (missing ", name, ")");
+    const std::optional<at::Tensor> t = params_.get(index_++);
+    if (!t.has_value()) {
+      TORCH_CHECK_VALUE(!required, kOp, name, " must be a tensor, got None");
+      return nullptr;
+    }
+    TORCH_CHECK_TYPE(t->scalar_type() == at::kFloat, kOp, name, " must be float32, got ", t->scalar_type());
+    TORCH_CHECK_VALUE(t->device().is_cpu(), kOp, name, " must be on the CPU, got ", t->device());
+    TORCH_CHECK_VALUE(t->sizes() == shape, kOp, name, " must have shape ", shape, ", got ", t->sizes());
+    TORCH_CHECK_VALUE(t->is_contiguous(), kOp, name, " must be contiguous");
+    return t->data_ptr<float>();
+  }
+
+  // The size of dimension 0 of the next tensor (to read a layer's width).
+  int64_t peek_size(const std::string& name, int64_t dims) const {
+    TORCH_CHECK_VALUE(index_ < params_.size(), kOp, "params has ", params_.size(),
+                      " entries, fewer than the plan needs (missing ", name, ")");
+    const std::optional<at::Tensor> t = params_.get(index_);
+    TORCH_CHECK_VALUE(t.has_value() && t->dim() == dims, kOp, name, " must be a ", dims, "-D tensor");
+    return t->size(0);
+  }
+
+  double next_eps(const std::string& name) {
+    TORCH_CHECK_VALUE(eps_index_ < eps_.size(), kOp, "eps has ", eps_.size(),
+                      " values, fewer than the plan's BatchNorm layers (missing ", name, ")");
+    const double e = eps_[eps_index_++];
+    TORCH_CHECK_VALUE(std::isfinite(e) && e >= 0, kOp, name, " eps must be finite and >= 0, got ", e);
+    return e;
+  }
+
+  // A conv and its BN: the conv weight, and scale/shift per output channel.
+  struct ConvBn {
+    const float* w;
+    std::vector<float>* scale;
+    std::vector<float>* shift;
+  };
+  ConvBn conv_bn(const std::string& name, at::IntArrayRef w_shape) {
+    const int64_t C = w_shape[0];
+    const float* w = tensor(name + ".weight", w_shape);
+    const float* bias = tensor(name + ".bias", {C}, false);
+    const float* gamma = tensor(name + ".bn.weight", {C}, false);
+    const float* beta = tensor(name + ".bn.bias", {C}, false);
+    const float* mean = tensor(name + ".bn.running_mean", {C});
+    const float* var = tensor(name + ".bn.running_var", {C});
+    const double eps = next_eps(name + ".bn");
+    std::vector<float>& scale = own(C);
+    std::vector<float>& shift = own(C);
+    for (int64_t c = 0; c < C; ++c) {
+      const ScaleShift f = fold_running_stats(mean[c], var[c], gamma != nullptr ? gamma[c] : 1.0,
+                                              beta != nullptr ? beta[c] : 0.0, eps);
+      scale[c] = static_cast<float>(f.scale);
+      shift[c] = static_cast<float>(f.shift + (bias != nullptr ? bias[c] * f.scale : 0.0));
+    }
+    return ConvBn{w, &scale, &shift};
+  }
+
+  std::vector<float>& own(int64_t n) { return floats_.emplace_back(n); }
+  std::vector<int64_t>& own_ints(int64_t n) { return ints_.emplace_back(n); }
+
+  void finish() const {
+    TORCH_CHECK_VALUE(index_ == params_.size(), kOp, "params has ", params_.size(), " entries, the plan uses ",
+                      index_);
+    TORCH_CHECK_VALUE(eps_index_ == eps_.size(), kOp, "eps has ", eps_.size(), " values, the plan uses ",
+                      eps_index_);
+  }
+
+ private:
+  const ParamList& params_;
+  at::ArrayRef<double> eps_;
+  size_t index_ = 0, eps_index_ = 0;
+  // Lists, not vectors: the plan points into these, so they never move.
+  std::list<std::vector<float>> floats_;
+  std::list<std::vector<int64_t>> ints_;
+};
+
+BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels, ArgReader& args,
+                     const std::string& name) {
+  BlockPlan b;
+  b.inp = ints[0];
+  b.oup = ints[1];
+  b.mid = ints[2];
+  const int64_t g1 = ints[3], g2 = ints[4], shuffle = ints[6];
+  b.stride = ints[5];
+  TORCH_CHECK_VALUE(b.stride == 1 || b.stride == 2, kOp, name, " stride must be 1 or 2, got ", b.stride);
+  TORCH_CHECK_VALUE(b.inp == channels, kOp, name, " takes ", b.inp, " channels, its input has ", channels);
+  const int64_t c2 = b.stride == 1 ? b.oup : b.oup - b.inp;
+  TORCH_CHECK_VALUE(b.inp > 0 && b.mid > 0 && c2 > 0 && (b.stride == 2 || b.oup == b.inp), kOp, name,
+                    " has inp=", b.inp, ", oup=", b.oup, ", mid=", b.mid,
+                    ": stride 1 needs oup == inp, stride 2 oup > inp");
+  TORCH_CHECK_VALUE(g1 > 0 && b.inp % g1 == 0 && b.mid % g1 == 0, kOp, name, " groups1=", g1,
+                    " must divide inp=", b.inp, " and mid=", b.mid);
+  TORCH_CHECK_VALUE(g2 > 0 && b.mid % g2 == 0 && c2 % g2 == 0, kOp, name, " groups2=", g2, " must divide mid=",
+                    b.mid, " and its ", c2, " output channels");
+  TORCH_CHECK_VALUE(shuffle > 0 && b.mid % shuffle == 0, kOp, name, " shuffle_groups=", shuffle,
+                    " must divide mid=", b.mid);
+  b.H = H;
+  b.W = W;
+  b.Ho = window3_out(H, b.stride);
+  b.Wo = window3_out(W, b.stride);
+
+  // The shuffle after the depthwise conv, folded into pw1's stores: shuffled
+  // plane j holds channel src(j), so pw1 stores channel c to plane dst(c) and
+  // plane j gets channel src(j)'s depthwise taps and BN.
+  const ChannelMap map(b.mid, shuffle, /*shuffle_last=*/true);
+  const ArgReader::ConvBn pw1 = args.conv_bn(name + ".pw1", {b.mid, b.inp / g1, 1, 1});
+  std::vector<int64_t>& dst = args.own_ints(b.mid);
+  for (int64_t c = 0; c < b.mid; ++c) dst[c] = map.dst(c);
+  b.pw1 = PointwiseLayer{pw1.w, pw1.scale->data(), pw1.shift->data(), dst.data(), b.inp, b.mid, g1};
+
+  const ArgReader::ConvBn dw = args.conv_bn(name + ".dw", {b.mid, 1, 3, 3});
+  std::vector<float>& taps = args.own(b.mid * 9);
+  std::vector<float>& shift = args.own(b.mid);
+  for (int64_t j = 0; j < b.mid; ++j) {
+    const int64_t c = map.src(j);
+    for (int t = 0; t < 9; ++t) taps[j * 9 + t] = static_cast<float>(static_cast<double>(dw.w[c * 9 + t]) *
+                                                                       static_cast<double>((*dw.scale)[c]));
+    shift[j] = (*dw.shift)[c];
+  }
+  b.dw = taps.data();
+  b.dw_bias = shift.data();
+
+  const ArgReader::ConvBn pw2 = args.conv_bn(name + ".pw2", {c2, b.mid / g2, 1, 1});
+  b.pw2 = PointwiseLayer{pw2.w, pw2.scale->data(), pw2.shift->data(), nullptr, b.mid, c2, g2};
+  return b;
+}
+
+at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& params, at::ArrayRef<double> eps,
+                                   at::IntArrayRef plan_ints) {
+  TORCH_CHECK_VALUE(input.dim() == 4, kOp, "input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
+  TORCH_CHECK_TYPE(input.scalar_type() == at::kFloat, kOp, "input must be float32, got ", input.scalar_type());
+  TORCH_CHECK_VALUE(input.device().is_cpu(), kOp, "input must be on the CPU, got ", input.device());
+  TORCH_CHECK_VALUE(plan_ints.size() >= kPlanHeader, kOp, "plan must start with [has_stem, has_head, blocks]");
+  const int64_t blocks = plan_ints[2];
+  TORCH_CHECK_VALUE(blocks >= 0 && static_cast<int64_t>(plan_ints.size()) == kPlanHeader + kBlockInts * blocks, kOp,
+                    "plan has ", plan_ints.size(), " ints, expected ", kPlanHeader, " + ", kBlockInts, " per block");
+  NetworkPlan P;
+  P.N = input.size(0);
+  P.C = input.size(1);
+  P.H = input.size(2);
+  P.W = input.size(3);
+  P.has_stem = plan_ints[0] != 0;
+  P.has_head = plan_ints[1] != 0;
+  TORCH_CHECK_VALUE(P.C > 0 && P.H > 0 && P.W > 0, kOp, "input must have C, H, W > 0, got ", input.sizes());
+  ArgReader args(params, eps);
+  int64_t C = P.C, H = P.H, W = P.W;
+  if (P.has_stem) {
+    StemPlan& s = P.stem;
+    s.cin = C;
+    s.cout = args.peek_size("stem.weight", 4);
+    const ArgReader::ConvBn conv = args.conv_bn("stem", {s.cout, C, 3, 3});
+    std::vector<float>& w = args.own(s.cout * C * 9);
+    for (int64_t i = 0; i < s.cout * C * 9; ++i)
+      w[i] = static_cast<float>(static_cast<double>(conv.w[i]) * static_cast<double>((*conv.scale)[i / (C * 9)]));
+    s.w = w.data();
+    s.b = conv.shift->data();
+    s.H = H;
+    s.W = W;
+    s.Hc = window3_out(H, 2);
+    s.Wc = window3_out(W, 2);
+    s.Hp = window3_out(s.Hc, 2);
+    s.Wp = window3_out(s.Wc, 2);
+    C = s.cout;
+    H = s.Hp;
+    W = s.Wp;
+  }
+  for (int64_t i = 0; i < blocks; ++i) {
+    P.blocks.push_back(
+        read_block(plan_ints.data() + kPlanHeader + kBlockInts * i, H, W, C, args, "block " + std::to_string(i)));
+    C = P.blocks.back().oup;
+    H = P.blocks.back().Ho;
+    W = P.blocks.back().Wo;
+  }
+  P.out_C = C;
+  P.out_H = H;
+  P.out_W = W;
+  int64_t classes = 0;
+  if (P.has_head) {
+    constexpr int64_t K = NetworkPlan::kHeadWindow;
+    TORCH_CHECK_VALUE(H >= K && H < 2 * K && W >= K && W < 2 * K, kOp, "the head's AvgPool2d(", K,
+                      ") must give 1x1, but the last feature map is ", H, "x", W);
+    classes = args.peek_size("classifier.weight", 2);
+    args.tensor("classifier.weight", {classes, C});
+    args.tensor("classifier.bias", {classes}, false);
+  }
+  args.finish();
+
+  const at::Tensor x = input.contiguous();
+  const auto opts = input.options();
+  at::Tensor y = P.has_head ? at::empty({P.N, C}, opts) : at::empty({P.N, C, H, W}, opts);
+  if (P.N > 0) active_kernels().infer(InferParams{P, x.data_ptr<float>(), y.data_ptr<float>()});
+  if (!P.has_head) return y;
+  const at::Tensor head_w = *params.get(params.size() - 2);
+  const std::optional<at::Tensor> head_b = params.get(params.size() - 1);
+  return head_b.has_value() ? at::addmm(*head_b, y, head_w.t()) : at::mm(y, head_w.t());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(shufflenet_fused, CPU, m) { m.impl("shufflenet_v1_infer", &shufflenet_v1_infer_cpu); }
+
+}  // namespace cpu
+}  // namespace shufflenet_fused

@@ -1,0 +1,341 @@
+"""The whole-network / whole-block inference op (shufflenet_fused/inference, csrc/cpu/inference).
+
+Every output is compared with the unfused model (Megvii's sequence of modules) on random
+weights and random BatchNorm statistics, at every CPU ISA level this machine runs.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+import shufflenet_fused as sf
+from shufflenet_fused.inference import pipeline
+
+CONFIGS = [(size, group) for group in (3, 8) for size in ("0.5x", "1.0x", "1.5x", "2.0x")]
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights and BN statistics, so that no fold is trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+    return model
+
+
+def pair(size: str, group: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    ref = randomize(sf.ShuffleNetV1(model_size=size, group=group, fused=False), seed).eval()
+    fused = sf.ShuffleNetV1(model_size=size, group=group, fused=True).eval()
+    fused.load_state_dict(ref.state_dict())
+    return ref, fused
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the calls of the inference op made through the models: "n" for whole
+    networks, "blocks" for single blocks (a network that cannot run as one op runs its
+    blocks through it)."""
+    counter = {"n": 0, "blocks": 0}
+    original = pipeline._run
+
+    def counted(module, x, fold):
+        out = original(module, x, fold)
+        counter["blocks" if isinstance(module, sf.ShuffleV1Block) else "n"] += out is not None
+        return out
+
+    monkeypatch.setattr(pipeline, "_run", counted)
+    return counter
+
+
+@pytest.mark.parametrize("size,group", CONFIGS)
+def test_network_matches_reference(size, group, calls):
+    ref, fused = pair(size, group)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected, got = ref(x), fused(x)
+    assert calls["n"] == 1
+    assert rel_l2(got, expected) < 1e-5
+
+
+def test_every_isa_and_batch_split(cpu_isa, calls):
+    ref, fused = pair("0.5x", 3, seed=1)
+    for n in (1, 3):  # batch 1 splits layers across threads, 3 splits images
+        x = torch.randn(n, 3, 224, 224)
+        with torch.no_grad():
+            assert rel_l2(fused(x), ref(x)) < 1e-5
+    assert calls["n"] == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_odd_input_sizes(threads, calls):
+    ref, fused = pair("1.0x", 8, seed=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for h, w in ((200, 230), (193, 207)):  # odd maps at every stride-2 layer
+            x = torch.randn(1, 3, h, w)
+            with torch.no_grad():
+                assert rel_l2(fused(x), ref(x)) < 1e-5
+    finally:
+        torch.set_num_threads(before)
+    assert calls["n"] == 2
+
+
+def test_head_that_does_not_pool_to_one_falls_back(calls):
+    ref, fused = pair("0.5x", 3)
+    x = torch.randn(1, 3, 448, 448)  # 14x14 last map: AvgPool2d(7) gives 2x2
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-5)
+    assert calls["n"] == 0 and calls["blocks"] == 16
+
+
+BLOCKS = [
+    # inp, oup, group, first_group, mid, stride, H, W
+    (24, 240, 3, True, 60, 2, 56, 56),
+    (240, 240, 3, False, 60, 1, 28, 28),
+    (48, 96, 8, False, 24, 2, 13, 11),
+    (96, 96, 8, False, 24, 1, 9, 7),
+    (30, 30, 1, False, 12, 1, 5, 6),
+    (16, 40, 2, False, 8, 2, 1, 3),
+]
+
+
+@pytest.mark.parametrize("inp,oup,group,first_group,mid,stride,H,W", BLOCKS)
+def test_block_matches_reference(cpu_isa, inp, oup, group, first_group, mid, stride, H, W, calls):
+    torch.manual_seed(3)
+    kwargs = dict(group=group, first_group=first_group, mid_channels=mid, ksize=3, stride=stride)
+    ref = randomize(sf.ShuffleV1Block(inp, oup, fused=False, **kwargs), seed=3).eval()
+    fused = sf.ShuffleV1Block(inp, oup, fused=True, **kwargs).eval()
+    fused.load_state_dict(ref.state_dict())
+    for n in (1, 4):
+        x = torch.randn(n, inp, H, W)
+        with torch.no_grad():
+            got, expected = fused(x), ref(x)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert calls["blocks"] == 2
+
+
+def test_block_chain_op_matches_blocks():
+    """The op runs a chain of blocks without stem and head: same as the blocks one by one."""
+    _, fused = pair("1.0x", 3, seed=4)
+    from shufflenet_fused.inference.arguments import block_arguments
+
+    blocks = list(fused.features[:5])
+    params, eps, plan = [], [], [0, 0, len(blocks)]
+    for b in blocks:
+        plan += block_arguments(b, params, eps)
+    x = torch.randn(2, 24, 56, 56)
+    with torch.no_grad():
+        expected = x
+        for b in blocks:
+            expected = b._forward_modules(expected, fused=False)
+        got = torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, plan)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_edits_after_a_forward_refold(calls):
+    ref, fused = pair("0.5x", 8, seed=5)
+    x = torch.randn(1, 3, 224, 224)
+
+    def check():
+        with torch.no_grad():
+            assert rel_l2(fused(x), ref(x)) < 1e-5
+
+    check()
+    for model in (ref, fused):  # in place on a buffer
+        model.features[3].branch_main_1[4].running_var.mul_(3.0)
+    check()
+    for model in (ref, fused):  # in place on a parameter, through an optimizer-like update
+        with torch.no_grad():
+            model.first_conv[0].weight.add_(0.01)
+    check()
+    state = pair("0.5x", 8, seed=6)[0].state_dict()  # load_state_dict copies in place
+    ref.load_state_dict(state)
+    fused.load_state_dict(state)
+    check()
+    for model in (ref, fused):  # a replaced parameter object
+        w = model.classifier[0].weight
+        model.classifier[0].weight = nn.Parameter(w.detach() * 2)
+    check()
+    new_bn = nn.BatchNorm2d(fused.features[0].branch_main_2[1].num_features).eval()
+    randomize(new_bn, seed=7)
+    for model in (ref, fused):  # a replaced submodule
+        model.features[0].branch_main_2[1] = new_bn
+    check()
+    assert calls["n"] == 6
+
+
+def test_gradient_needed_runs_the_modules(calls):
+    ref, fused = pair("0.5x", 3, seed=8)
+    x = torch.randn(1, 3, 224, 224, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    fused(x).square().sum().backward()
+    ref(x2).square().sum().backward()
+    assert calls["n"] == 0
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-4, atol=1e-6)
+    # Frozen parameters and an input that needs no grad: nothing to differentiate.
+    fused.requires_grad_(False)
+    with torch.enable_grad():
+        out = fused(x.detach())
+    assert calls["n"] == 1 and not out.requires_grad
+
+
+def test_training_mode_runs_the_modules(calls):
+    _, fused = pair("0.5x", 3)
+    fused.train()
+    before = fused.first_conv[1].running_mean.clone()
+    with torch.no_grad():
+        fused(torch.randn(2, 3, 224, 224))
+    assert calls["n"] == 0 and calls["blocks"] == 0
+    assert not torch.equal(before, fused.first_conv[1].running_mean)
+    fused.eval()
+    fused.features[2].branch_main_1[1].train()  # one BN back in training mode
+    with torch.no_grad():
+        fused(torch.randn(1, 3, 224, 224))
+    assert calls["n"] == 0 and calls["blocks"] == 15
+
+
+def test_inference_mode_and_switch(calls):
+    ref, fused = pair("0.5x", 3)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        got = fused(x)
+        expected = ref(x)
+    assert calls["n"] == 1 and rel_l2(got, expected) < 1e-5
+    with sf.inference_pipeline(False), torch.no_grad():
+        fused(x)
+    assert calls["n"] == 1
+    with torch.no_grad():
+        fused.double()(x.double())  # float64: the modules
+    assert calls["n"] == 1
+
+
+def test_two_threads_on_one_model():
+    ref, fused = pair("1.0x", 3, seed=9)
+    inputs = [torch.randn(n, 3, 224, 224) for n in (1, 4, 1, 3)]
+    with torch.no_grad():
+        expected = [ref(x) for x in inputs]
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        for _ in range(3):
+            for i in range(k, len(inputs), 2):
+                with torch.no_grad():
+                    got = fused(inputs[i])
+                if rel_l2(got, expected[i]) > 1e-5:
+                    errors.append(f"thread {k}, input {i}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_validating_checks_the_blocks(monkeypatch):
+    _, fused = pair("0.5x", 3, seed=10)
+    x = torch.randn(1, 3, 224, 224)
+    with sf.validating(fused), torch.no_grad():
+        fused(x)
+    from shufflenet_fused.inference import arguments
+
+    original = arguments.single_block_arguments
+
+    def wrong(block):  # arguments with pw2's BN eps too large
+        params, eps, plan = original(block)
+        return params, [*eps[:-1], 0.5], plan
+
+    monkeypatch.setattr(arguments, "single_block_arguments", wrong)
+    pipeline._cache.clear()
+    with pytest.raises(sf.ValidationError, match="features.0"), sf.validating(fused), torch.no_grad():
+        fused(x)
+    pipeline._cache.clear()
+
+
+def test_nan_and_inf_propagate_like_the_reference():
+    ref, fused = pair("0.5x", 8, seed=11)
+    x = torch.randn(2, 3, 224, 224)
+    x[0, 1, 100, 100] = float("nan")
+    x[1, 2, 5, 7] = float("inf")
+    with torch.no_grad():
+        got, expected = fused(x), ref(x)
+    assert torch.equal(got.isnan(), expected.isnan())
+    finite = expected.isfinite()
+    torch.testing.assert_close(got[finite], expected[finite], rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_batch_norm_like_the_reference(calls):
+    ref, fused = pair("0.5x", 3)
+    x = torch.randn(1, 120, 28, 28)
+    for model in (ref, fused):
+        model.features[1].branch_main_1[1].running_var[0] = -1.0  # sqrt of a negative: NaN scale
+        model.features[1].branch_main_2[1].weight.data[3] = float("inf")
+    with torch.no_grad():
+        got, expected = fused.features[1](x), ref.features[1](x)
+        assert torch.equal(got.isnan(), expected.isnan())
+        assert torch.equal(got.isinf(), expected.isinf())
+        got, expected = fused(torch.randn(1, 3, 224, 224)), ref(torch.randn(1, 3, 224, 224))
+    assert calls["n"] == 1 and calls["blocks"] == 1
+    assert got.isnan().all() and expected.isnan().all()
+
+
+def _block_args():
+    block = sf.ShuffleV1Block(24, 48, group=3, first_group=False, mid_channels=12, ksize=3, stride=2).eval()
+    from shufflenet_fused.inference import single_block_arguments
+
+    return single_block_arguments(block)
+
+
+# params: pw1 weight, conv bias, BN weight, BN bias, running mean, running var; then dw, pw2.
+@pytest.mark.parametrize(
+    "mutate,error,match",
+    [
+        (lambda x, p, e, plan: (x.double(), p, e, plan), TypeError, "input must be float32"),
+        (lambda x, p, e, plan: (x[0], p, e, plan), ValueError, "input must be 4-D"),
+        (lambda x, p, e, plan: (x[:, :12], p, e, plan), ValueError, "takes 24 channels"),
+        (lambda x, p, e, plan: (x, p[:-1], e, plan), ValueError, "fewer than the plan needs"),
+        (lambda x, p, e, plan: (x, p + [None], e, plan), ValueError, "the plan uses"),
+        (lambda x, p, e, plan: (x, p, e[:-1], plan), ValueError, "eps has 2 values"),
+        (lambda x, p, e, plan: (x, p, [*e, 1e-5], plan), ValueError, "eps has 4 values"),
+        (lambda x, p, e, plan: (x, p, [-1.0, *e[1:]], plan), ValueError, "pw1.bn eps must be"),
+        (lambda x, p, e, plan: (x, p, [float("nan"), *e[1:]], plan), ValueError, "pw1.bn eps must be"),
+        (lambda x, p, e, plan: (x, p, e, plan[:-1]), ValueError, "ints, expected"),
+        (lambda x, p, e, plan: (x, p, e, plan[:8] + [3, plan[9]]), ValueError, "stride must be 1 or 2"),
+        (lambda x, p, e, plan: (x, p, e, plan[:6] + [5] + plan[7:]), ValueError, "groups1=5"),
+        (lambda x, p, e, plan: (x, p, e, plan[:9] + [5]), ValueError, "shuffle_groups=5"),
+        (lambda x, p, e, plan: (x, [p[0].double(), *p[1:]], e, plan), TypeError, "pw1.weight must be float32"),
+        (lambda x, p, e, plan: (x, [*p[:4], p[4][:-1], *p[5:]], e, plan), ValueError,
+         "pw1.bn.running_mean must have shape"),
+        (lambda x, p, e, plan: (x, [*p[:5], None, *p[6:]], e, plan), ValueError, "running_var must be a tensor"),
+        (lambda x, p, e, plan: (x, [p[0].transpose(0, 1).contiguous().transpose(0, 1), *p[1:]], e, plan),
+         ValueError, "contiguous"),
+        (lambda x, p, e, plan: (x, p, e, [0, 1, *plan[2:]]), ValueError, "head"),
+    ],
+)
+def test_op_rejects_bad_arguments(mutate, error, match):
+    params, eps, plan = _block_args()
+    x = torch.randn(1, 24, 9, 9)
+    args = mutate(x, [p.detach() if p is not None else None for p in params], eps, plan)
+    with pytest.raises(error, match=match):
+        torch.ops.shufflenet_fused.shufflenet_v1_infer(*args)
+
+
+def test_op_empty_batch():
+    params, eps, plan = _block_args()
+    with torch.no_grad():
+        out = torch.ops.shufflenet_fused.shufflenet_v1_infer(torch.randn(0, 24, 9, 9), params, eps, plan)
+    assert out.shape == (0, 48, 5, 5)
