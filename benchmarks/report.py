@@ -29,23 +29,42 @@ SPEEDUPS = {
         "best vs best",
         "fastest reference variant / fastest fused variant",
     ),
+    "fused_vs_best_anchor": (
+        ("ref-frozen", "ort", "openvino"),
+        ("fused-eager",),
+        "fE vs anchor",
+        "fastest deployment anchor (ONNX Runtime, OpenVINO, ref compiled with freezing) / fused eager",
+    ),
 }
-VARIANT_HEADERS = {
+CORE_HEADERS = {
     "ref-eager": "ref eager",
     "ref-compiled": "ref compiled",
     "fused-eager": "fused eager",
     "fused-compiled": "fused compiled",
 }
+VARIANT_HEADERS = {**CORE_HEADERS, "ref-frozen": "ref frozen", "ort": "ONNX Runtime", "openvino": "OpenVINO"}
+SHORT_NAMES = {"ref-eager": "rE", "ref-compiled": "rC", "fused-eager": "fE", "fused-compiled": "fC",
+               "ref-frozen": "rF", "ort": "ORT", "openvino": "OV"}  # fmt: skip
 
 
 BUSY_CORES = 0.25  # other processes' CPU use during a case's timing above which it is marked
 
 
 def speedup_keys(run: dict) -> list[str]:
-    """The speedups this run can give: both sides measured (best vs best only with all four)."""
+    """The speedups this run can give: both sides measured (best vs best only with all four
+    core variants, the anchor ratio with at least one anchor)."""
     present = set(run["settings"]["variants"])
-    keys = [k for k, (num, den, _, _) in SPEEDUPS.items() if set(num + den) <= present]
-    return keys if len(present) == len(VARIANT_HEADERS) else [k for k in keys if k != "best_vs_best"]
+    keys = []
+    for k, (num, den, _, _) in SPEEDUPS.items():
+        if k == "fused_vs_best_anchor":
+            ok = set(den) <= present and bool(set(num) & present)
+        elif k == "best_vs_best":
+            ok = set(CORE_HEADERS) <= present
+        else:
+            ok = set(num + den) <= present
+        if ok:
+            keys.append(k)
+    return keys
 
 
 def speedups(variants: dict[str, dict]) -> dict[str, float | None]:
@@ -137,11 +156,10 @@ def _levels(run: dict) -> list[str]:
 
 
 def _check_note(case: dict, detailed: bool = True) -> str:
-    short = {"ref-compiled": "rC", "fused-eager": "fE", "fused-compiled": "fC"}
     bad = [
         f"{v} {d['check_rel_err']:.1e} ({d['check_worst']})"
         if detailed
-        else f"{short.get(v, v)} {d['check_rel_err']:.0e}"
+        else f"{SHORT_NAMES.get(v, v)} {d['check_rel_err']:.0e}"
         for v, d in case["variants"].items()
         if d.get("check_ok") is False
     ]
@@ -225,7 +243,6 @@ def markdown(run: dict) -> str:
     m, s = run["machine"], run["settings"]
     variants = _variants_in(run)
     keys = speedup_keys(run)
-    short = {"ref-eager": "rE", "ref-compiled": "rC", "fused-eager": "fE", "fused-compiled": "fC"}
     lines = [
         f"# shufflenet_fused benchmarks: {s['device']}, {', '.join(s['levels'])} level",
         "",
@@ -260,7 +277,7 @@ def markdown(run: dict) -> str:
         lines += ["", f"Throughput (images/s at the median) and peak memory ({run['memory_unit']}):", ""]
         headers = ["case", "mode"] + [f"{VARIANT_HEADERS[v]} img/s" for v in variants]
         headers += [f"{VARIANT_HEADERS[v]} MiB" for v in variants] + [
-            f"first call s ({' / '.join(short[v] for v in variants)})",
+            f"first call s ({' / '.join(SHORT_NAMES[v] for v in variants)})",
             "others (cores)",
             "check",
         ]
@@ -315,6 +332,7 @@ def plot(run: dict, path: Path) -> bool:
         "fused_vs_ref_eager": "#1f77b4",
         "fused_vs_ref_compiled": "#ff7f0e",
         "compiled_vs_compiled": "#2ca02c",
+        "fused_vs_best_anchor": "#d62728",
     }
     n_cases = max(
         len([c for c in run["cases"] if c["level"] == lv and c["mode"] == md]) for lv in levels for md in modes

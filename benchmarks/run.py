@@ -31,7 +31,7 @@ from benchmarks import cases as cases_mod  # noqa: E402
 from benchmarks import report, suite, timing  # noqa: E402
 from benchmarks.machine import REPO_ROOT, machine_info  # noqa: E402
 from benchmarks.progress import Progress  # noqa: E402
-from benchmarks.variants import EAGER_VARIANTS, VARIANTS, level_unavailable  # noqa: E402
+from benchmarks.variants import CORE_VARIANTS, EAGER_VARIANTS, VARIANTS, level_unavailable  # noqa: E402
 
 
 def _csv(text: str) -> list[str]:
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "on CUDA). Op level: input and conv weight in it, BN parameters float32; "
         "block/model level: torch.autocast to it",
     )
-    p.add_argument("--no-compile", action="store_true", help="skip the two torch.compile variants")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--variants", type=_csv, default=None, help=f"subset of {', '.join(VARIANTS)}")
     p.add_argument(
         "--optimizer-step",
@@ -157,7 +157,11 @@ def resolve(args: argparse.Namespace) -> dict:
         if d not in cases_mod.DTYPES:
             fail(f"unknown dtype {d!r}; known: {', '.join(cases_mod.DTYPES)}")
     layouts = list(cases_mod.LAYOUTS) if args.layout == "both" else [args.layout]
-    variants = args.variants or list(VARIANTS)
+    if args.variants:
+        variants = args.variants
+    else:  # the anchors where they apply: model level, eval mode, float32 CPU
+        anchored = args.level in ("model", "all") and args.mode in ("eval", "both") and args.device == "cpu"
+        variants = list(VARIANTS if anchored else CORE_VARIANTS)
     for v in variants:
         if v not in VARIANTS:
             fail(f"unknown variant {v!r}; known: {', '.join(VARIANTS)}")

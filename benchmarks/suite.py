@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import timing
+from . import anchors, timing
 from .cases import Case
 from .variants import Runner, Workload, rel_error, tolerance
 
@@ -115,6 +115,14 @@ def run_case(
         report(f"{name}: {'compiling' if compiled else 'first call'}", i / (2 * n))
         try:
             runner = work.build(name)
+        except anchors.Unavailable as exc:
+            r.status = f"skipped: {exc}"
+            continue
+        except Exception as exc:
+            r.status = describe_failure(exc, compiled, eager_ok)
+            r.error = f"{type(exc).__name__}: {timing.first_line(exc, 2000)}"
+            continue
+        try:
             t0 = time.perf_counter()
             out = runner.results()
             timing.sync(case.device)

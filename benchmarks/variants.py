@@ -26,10 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import anchors
 from .cases import BlockSpec, Case, ModelSpec, OpSpec
 
-VARIANTS = ("ref-eager", "ref-compiled", "fused-eager", "fused-compiled")
-EAGER_VARIANTS = ("ref-eager", "fused-eager")
+CORE_VARIANTS = ("ref-eager", "ref-compiled", "fused-eager", "fused-compiled")
+# Model level, eval: the runtimes users deploy with (anchors.py), when installed.
+VARIANTS = CORE_VARIANTS + anchors.ANCHORS
+EAGER_VARIANTS = ("ref-eager", "fused-eager", "ort", "openvino")
 
 
 def level_unavailable(level: str) -> str | None:
@@ -161,6 +164,12 @@ class Workload:
     # ---------------------------------------------------------------- building ----
 
     def build(self, variant: str) -> Runner:
+        if variant in anchors.ANCHORS:
+            if isinstance(self.case.spec, OpSpec):
+                raise anchors.Unavailable("anchors run at model level, eval mode, float32 on CPU")
+            forward = anchors.build(variant, self.module, self.x, level=self.case.level, mode=self.case.mode,
+                                    device=self.device)  # fmt: skip
+            return Runner(forward, "eval", {}, self._backward_loss, None, None, self.device)
         fused = variant.startswith("fused")
         compiled = variant.endswith("compiled")
         if isinstance(self.case.spec, OpSpec):

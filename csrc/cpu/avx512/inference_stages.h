@@ -34,14 +34,15 @@ inline __m512 max_keep_nan(__m512 a, __m512 b) {
   return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
 }
 
-// Output channels co .. co + R - 1 (one group) x pixels p0 .. p0 + 63 (lanes
-// past the plane masked off): acc = sum over the group's input channels of
-// w * x, then the epilogue (BN scale and shift, residual, ReLU).
+// Output channels co .. co + R - 1 (one group) x pixels p0 .. p0 + 63 of a
+// plane: acc = sum over the group's input channels of w * x, x read from the
+// packed tile (xt[ci * 64 + pixel], zero past the plane), then the epilogue
+// (BN scale and shift, residual, ReLU), lanes past the plane masked off.
 template <int R>
-inline void pointwise_tile(const PointwiseLayer& L, const float* xg, int64_t plane, int64_t co, int64_t p0,
+inline void pointwise_tile(const PointwiseLayer& L, const float* xt, int64_t plane, int64_t co, int64_t p0,
                            const __mmask16* m, const PointwiseOut& out) {
   constexpr int V = kPointwiseVectors;
-  const int64_t cin_g = L.cin_per_group();
+  const int64_t cin_g = L.cin / L.groups;
   const float* w = L.w + co * cin_g;
   __m512 acc[R][V];
 #pragma GCC unroll 8
@@ -49,10 +50,10 @@ inline void pointwise_tile(const PointwiseLayer& L, const float* xg, int64_t pla
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int64_t ci = 0; ci < cin_g; ++ci) {
-    const float* xr = xg + ci * plane + p0;
+    const float* xr = xt + ci * 16 * V;
     __m512 xv[V];
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) xv[v] = load_row16(xr + 16 * v, m[v]);
+    for (int v = 0; v < V; ++v) xv[v] = _mm512_load_ps(xr + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 wv = _mm512_set1_ps(w[r * cin_g + ci]);
@@ -147,6 +148,7 @@ struct Avx512Stages : PortableStages {
                         int64_t c1) {
     constexpr int64_t tile = 16 * kPointwiseVectors;
     const int64_t cin_g = L.cin_per_group(), cout_g = L.cout_per_group();
+    float* xt = aligned_thread_scratch(cin_g * tile);
     for (int64_t g0 = c0; g0 < c1;) {
       const int64_t group = g0 / cout_g, g1 = std::min(c1, (group + 1) * cout_g);
       const float* xg = x + group * cin_g * plane;
@@ -154,15 +156,21 @@ struct Avx512Stages : PortableStages {
         __mmask16 m[kPointwiseVectors];
         for (int v = 0; v < kPointwiseVectors; ++v)
           m[v] = first_lanes(std::clamp<int64_t>(plane - p0 - 16 * v, 0, 16));
+        // The group's input tile, packed: rows of a plane are `plane` floats
+        // apart (a new page every row or two), the packed tile is contiguous
+        // and stays in L1 while every output channel of the group reads it.
+        for (int64_t ci = 0; ci < cin_g; ++ci)
+          for (int v = 0; v < kPointwiseVectors; ++v)
+            _mm512_store_ps(xt + ci * tile + 16 * v, load_row16(xg + ci * plane + p0 + 16 * v, m[v]));
         int64_t co = g0;
         for (; co + kPointwiseRows <= g1; co += kPointwiseRows)
-          pointwise_tile<kPointwiseRows>(L, xg, plane, co, p0, m, out);
+          pointwise_tile<kPointwiseRows>(L, xt, plane, co, p0, m, out);
         switch (g1 - co) {
-          case 5: pointwise_tile<5>(L, xg, plane, co, p0, m, out); break;
-          case 4: pointwise_tile<4>(L, xg, plane, co, p0, m, out); break;
-          case 3: pointwise_tile<3>(L, xg, plane, co, p0, m, out); break;
-          case 2: pointwise_tile<2>(L, xg, plane, co, p0, m, out); break;
-          case 1: pointwise_tile<1>(L, xg, plane, co, p0, m, out); break;
+          case 5: pointwise_tile<5>(L, xt, plane, co, p0, m, out); break;
+          case 4: pointwise_tile<4>(L, xt, plane, co, p0, m, out); break;
+          case 3: pointwise_tile<3>(L, xt, plane, co, p0, m, out); break;
+          case 2: pointwise_tile<2>(L, xt, plane, co, p0, m, out); break;
+          case 1: pointwise_tile<1>(L, xt, plane, co, p0, m, out); break;
           default: break;
         }
       }

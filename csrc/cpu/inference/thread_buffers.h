@@ -37,6 +37,14 @@ inline float* thread_scratch(int64_t elems) {
   return buffer.get(elems);
 }
 
+// Scratch private to the running thread, 64-byte aligned (the packed tiles of
+// the pointwise kernel); a different buffer from thread_scratch.
+inline float* aligned_thread_scratch(int64_t elems) {
+  thread_local GrowingBuffer buffer;
+  float* p = buffer.get(elems + 16);
+  return p + (16 - (reinterpret_cast<uintptr_t>(p) / sizeof(float)) % 16) % 16;
+}
+
 // The activation buffers of the image the running thread drives (the whole
 // network at N >= threads; at batch 1 the caller's, shared by the team for
 // the duration of the call). A different object from thread_scratch, so a
