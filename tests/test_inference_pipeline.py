@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import shufflenet_fused as sf
@@ -109,6 +110,7 @@ BLOCKS = [
     (48, 96, 8, False, 24, 2, 13, 11),
     (96, 96, 8, False, 24, 1, 9, 7),
     (30, 30, 1, False, 12, 1, 5, 6),
+    (64, 64, 4, False, 20, 1, 10, 10),  # 100 pixels: a full tile and a 3-vector one
     (16, 40, 2, False, 8, 2, 1, 3),
 ]
 
@@ -126,6 +128,23 @@ def test_block_matches_reference(cpu_isa, inp, oup, group, first_group, mid, str
             got, expected = fused(x), ref(x)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     assert calls["blocks"] == 2
+
+
+@pytest.mark.parametrize("channels", [1, 3, 7, 16, 27, 48])
+def test_stem_matches_reference(cpu_isa, channels):
+    """The stem alone (plan [1, 0, 0]): conv 3x3/2 + BN + ReLU + max pool 3x3/2, odd sizes."""
+    torch.manual_seed(12)
+    conv, bn = nn.Conv2d(3, channels, 3, 2, 1, bias=False), randomize(nn.BatchNorm2d(channels), seed=12).eval()
+    from shufflenet_fused.inference.arguments import _conv_bn
+
+    params, eps = [], []
+    _conv_bn(conv, bn, kernel=3, stride=2, params=params, eps=eps)
+    for n, h, w in ((1, 224, 224), (2, 37, 29), (1, 3, 2)):
+        x = torch.randn(n, 3, h, w)
+        with torch.no_grad():
+            got = torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, [1, 0, 0])
+            expected = F.max_pool2d(F.relu(bn(conv(x))), 3, 2, 1)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_block_chain_op_matches_blocks():

@@ -23,10 +23,26 @@ namespace cpu {
 namespace SF_CPU_ISA {
 namespace infer {
 
-// Pixels per pointwise tile: 4 vectors, so that 6 output channels x 4 vectors
-// of accumulators + 4 input vectors + 1 weight fill 29 of the 32 registers.
-constexpr int kPointwiseVectors = 4;
-constexpr int kPointwiseRows = 6;
+// Pointwise tiles: R output channels x V vectors of 16 pixels of
+// accumulators (R * V <= 24, leaving registers for V inputs and a weight),
+// reading an input tile packed W vectors wide. Narrow groups take 6 x 4
+// (64 pixels, the packed tile cin_g x 256 B); wide ones (cin_g > 96) 12 x 2,
+// so that the packed tile (cin_g x 128 B) stays in L1 with the weights.
+struct WideTiles {
+  static constexpr int kRows = 6, kVectors = 4;
+};
+struct TallTiles {
+  static constexpr int kRows = 12, kVectors = 2;
+};
+constexpr int64_t kTallTilesFrom = 96;  // cin_g above which TallTiles are used
+
+// What every tile of one pointwise call shares.
+struct PointwiseTask {
+  const PointwiseLayer& L;
+  const float* xt;  // packed input tile
+  int64_t cin_g, plane;
+  const PointwiseOut& out;
+};
 
 // max(a, b) that returns NaN when either is NaN (vmaxps alone returns b when
 // a is NaN).
@@ -34,27 +50,27 @@ inline __m512 max_keep_nan(__m512 a, __m512 b) {
   return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
 }
 
-// Output channels co .. co + R - 1 (one group) x pixels p0 .. p0 + 63 of a
-// plane: acc = sum over the group's input channels of w * x, x read from the
-// packed tile (xt[ci * 64 + pixel], zero past the plane), then the epilogue
-// (BN scale and shift, residual, ReLU), lanes past the plane masked off.
-template <int R>
-inline void pointwise_tile(const PointwiseLayer& L, const float* xt, int64_t plane, int64_t co, int64_t p0,
-                           const __mmask16* m, const PointwiseOut& out) {
-  constexpr int V = kPointwiseVectors;
-  const int64_t cin_g = L.cin / L.groups;
+// Output channels co .. co + R - 1 (one group) x pixels p0 .. p0 + 16 V - 1
+// of a plane: acc = sum over the group's input channels of w * x, x read from
+// the packed tile (xt[ci * 16 W + pixel], zero past the plane), then the
+// epilogue (BN scale and shift, residual, ReLU), lanes past the plane masked off.
+template <int R, int V, int W>
+inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const __mmask16* m) {
+  const PointwiseLayer& L = t.L;
+  const PointwiseOut& out = t.out;
+  const int64_t cin_g = t.cin_g, plane = t.plane;
   const float* w = L.w + co * cin_g;
   __m512 acc[R][V];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int64_t ci = 0; ci < cin_g; ++ci) {
-    const float* xr = xt + ci * 16 * V;
+    const float* xr = t.xt + ci * 16 * W;
     __m512 xv[V];
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) xv[v] = _mm512_load_ps(xr + 16 * v);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
       const __m512 wv = _mm512_set1_ps(w[r * cin_g + ci]);
 #pragma GCC unroll 4
@@ -62,7 +78,7 @@ inline void pointwise_tile(const PointwiseLayer& L, const float* xt, int64_t pla
     }
   }
   const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
     const int64_t o = L.out_channel(co + r);
     const __m512 scale = _mm512_set1_ps(L.scale[co + r]), shift = _mm512_set1_ps(L.shift[co + r]);
@@ -141,40 +157,68 @@ inline void max_pool_row(const float* v, int64_t Wp, float* y) {
   }
 }
 
-constexpr int kStemChannels = 8;  // conv output channels computed together
+constexpr int kStemChannels = 16;  // conv output channels computed together
+
+// Output channels [g0, g1) of one group at one pixel tile: full tiles of
+// Tiles::kRows channels, then one of the rest.
+template <typename Tiles, int V, int R = Tiles::kRows>
+inline void pointwise_rows(const PointwiseTask& t, int64_t g0, int64_t g1, int64_t p0, const __mmask16* m) {
+  constexpr int W = Tiles::kVectors;
+  if constexpr (R == Tiles::kRows) {
+    for (; g0 + R <= g1; g0 += R) pointwise_tile<R, V, W>(t, g0, p0, m);
+  }
+  if (g1 - g0 == R) {
+    pointwise_tile<R, V, W>(t, g0, p0, m);
+  } else if constexpr (R > 1) {
+    pointwise_rows<Tiles, V, R - 1>(t, g0, g1, p0, m);
+  }
+}
+
+// Output channels [c0, c1) of a 1x1 group conv of one image with tiles of one shape.
+template <typename Tiles>
+inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t plane, const PointwiseOut& out,
+                           int64_t c0, int64_t c1) {
+  constexpr int kV = Tiles::kVectors;
+  constexpr int64_t tile = 16 * kV;
+  const int64_t cin_g = L.cin_per_group(), cout_g = L.cout_per_group();
+  float* xt = aligned_thread_scratch(cin_g * tile);
+  const PointwiseTask task{L, xt, cin_g, plane, out};
+  for (int64_t g0 = c0; g0 < c1;) {
+    const int64_t group = g0 / cout_g, g1 = std::min(c1, (group + 1) * cout_g);
+    const float* xg = x + group * cin_g * plane;
+    for (int64_t p0 = 0; p0 < plane; p0 += tile) {
+      __mmask16 m[kV];
+      for (int v = 0; v < kV; ++v) m[v] = first_lanes(std::clamp<int64_t>(plane - p0 - 16 * v, 0, 16));
+      // The group's input tile, packed: rows of a plane are `plane` floats
+      // apart (a new page every row or two), the packed tile is contiguous
+      // and stays in L1 while every output channel of the group reads it.
+      for (int64_t ci = 0; ci < cin_g; ++ci)
+        for (int v = 0; v < kV; ++v)
+          _mm512_store_ps(xt + ci * tile + 16 * v, load_row16(xg + ci * plane + p0 + 16 * v, m[v]));
+      // The last tile of a plane computes only the vectors it has (a 14x14
+      // plane is 12.25 vectors: 3 full tiles and one of a single vector).
+      const int64_t vectors = (std::min<int64_t>(tile, plane - p0) + 15) / 16;
+      if (vectors == kV) {
+        pointwise_rows<Tiles, kV>(task, g0, g1, p0, m);
+      } else if constexpr (kV == 4) {
+        if (vectors == 3) pointwise_rows<Tiles, 3>(task, g0, g1, p0, m);
+        if (vectors == 2) pointwise_rows<Tiles, 2>(task, g0, g1, p0, m);
+        if (vectors == 1) pointwise_rows<Tiles, 1>(task, g0, g1, p0, m);
+      } else {
+        pointwise_rows<Tiles, 1>(task, g0, g1, p0, m);
+      }
+    }
+    g0 = g1;
+  }
+}
 
 struct Avx512Stages : PortableStages {
   static void pointwise(const PointwiseLayer& L, const float* x, int64_t plane, const PointwiseOut& out, int64_t c0,
                         int64_t c1) {
-    constexpr int64_t tile = 16 * kPointwiseVectors;
-    const int64_t cin_g = L.cin_per_group(), cout_g = L.cout_per_group();
-    float* xt = aligned_thread_scratch(cin_g * tile);
-    for (int64_t g0 = c0; g0 < c1;) {
-      const int64_t group = g0 / cout_g, g1 = std::min(c1, (group + 1) * cout_g);
-      const float* xg = x + group * cin_g * plane;
-      for (int64_t p0 = 0; p0 < plane; p0 += tile) {
-        __mmask16 m[kPointwiseVectors];
-        for (int v = 0; v < kPointwiseVectors; ++v)
-          m[v] = first_lanes(std::clamp<int64_t>(plane - p0 - 16 * v, 0, 16));
-        // The group's input tile, packed: rows of a plane are `plane` floats
-        // apart (a new page every row or two), the packed tile is contiguous
-        // and stays in L1 while every output channel of the group reads it.
-        for (int64_t ci = 0; ci < cin_g; ++ci)
-          for (int v = 0; v < kPointwiseVectors; ++v)
-            _mm512_store_ps(xt + ci * tile + 16 * v, load_row16(xg + ci * plane + p0 + 16 * v, m[v]));
-        int64_t co = g0;
-        for (; co + kPointwiseRows <= g1; co += kPointwiseRows)
-          pointwise_tile<kPointwiseRows>(L, xt, plane, co, p0, m, out);
-        switch (g1 - co) {
-          case 5: pointwise_tile<5>(L, xt, plane, co, p0, m, out); break;
-          case 4: pointwise_tile<4>(L, xt, plane, co, p0, m, out); break;
-          case 3: pointwise_tile<3>(L, xt, plane, co, p0, m, out); break;
-          case 2: pointwise_tile<2>(L, xt, plane, co, p0, m, out); break;
-          case 1: pointwise_tile<1>(L, xt, plane, co, p0, m, out); break;
-          default: break;
-        }
-      }
-      g0 = g1;
+    if (L.cin_per_group() > kTallTilesFrom) {
+      pointwise_with<TallTiles>(L, x, plane, out, c0, c1);
+    } else {
+      pointwise_with<WideTiles>(L, x, plane, out, c0, c1);
     }
   }
 
@@ -212,17 +256,16 @@ struct Avx512Stages : PortableStages {
     float* conv = thread_scratch(kStemChannels * rows * pitch + vlen);
     float* v = conv + kStemChannels * rows * pitch;
     constexpr float kLowest = -std::numeric_limits<float>::infinity();
-    for (int64_t co = 0; co < s.cout; co += kStemChannels) {
-      const int R = static_cast<int>(std::min<int64_t>(kStemChannels, s.cout - co));
+    for (int64_t co = 0; co < s.cout;) {
+      // 16 channels at a time, then 8, 4, 2, 1.
+      const int left = static_cast<int>(std::min<int64_t>(kStemChannels, s.cout - co));
+      const int R = left == 16 ? 16 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
       for (int64_t oh = h0; oh < h1; ++oh) {
         float* dst = conv + (oh - h0) * pitch;
         switch (R) {
+          case 16: stem_conv_row<16>(s, x, co, oh, dst, rows * pitch); break;
           case 8: stem_conv_row<8>(s, x, co, oh, dst, rows * pitch); break;
-          case 7: stem_conv_row<7>(s, x, co, oh, dst, rows * pitch); break;
-          case 6: stem_conv_row<6>(s, x, co, oh, dst, rows * pitch); break;
-          case 5: stem_conv_row<5>(s, x, co, oh, dst, rows * pitch); break;
           case 4: stem_conv_row<4>(s, x, co, oh, dst, rows * pitch); break;
-          case 3: stem_conv_row<3>(s, x, co, oh, dst, rows * pitch); break;
           case 2: stem_conv_row<2>(s, x, co, oh, dst, rows * pitch); break;
           default: stem_conv_row<1>(s, x, co, oh, dst, rows * pitch); break;
         }
@@ -242,6 +285,7 @@ struct Avx512Stages : PortableStages {
           max_pool_row(v, s.Wp, y + ((co + r) * s.Hp + pr) * s.Wp);
         }
       }
+      co += R;
     }
   }
 };
