@@ -81,6 +81,22 @@ def test_every_isa_and_batch_split(cpu_isa, calls):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+def test_image_groups(threads, calls):
+    """N above the group size (8 images per thread): full and partial groups, spans of
+    several images in the later stages."""
+    ref, fused = pair("0.5x", 8, seed=13)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(19, 3, 224, 224)
+        with torch.no_grad():
+            assert rel_l2(fused(x), ref(x)) < 1e-5
+    finally:
+        torch.set_num_threads(before)
+    assert calls["n"] == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_odd_input_sizes(threads, calls):
     ref, fused = pair("1.0x", 8, seed=2)
     before = torch.get_num_threads()

@@ -40,7 +40,7 @@ constexpr int64_t kTallTilesFrom = 96;  // cin_g above which TallTiles are used
 struct PointwiseTask {
   const PointwiseLayer& L;
   const float* xt;  // packed input tile
-  int64_t cin_g, plane;
+  int64_t cin_g;
   const PointwiseOut& out;
 };
 
@@ -58,7 +58,7 @@ template <int R, int V, int W>
 inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const __mmask16* m) {
   const PointwiseLayer& L = t.L;
   const PointwiseOut& out = t.out;
-  const int64_t cin_g = t.cin_g, plane = t.plane;
+  const int64_t cin_g = t.cin_g;
   const float* w = L.w + co * cin_g;
   __m512 acc[R][V];
 #pragma GCC unroll 12
@@ -82,8 +82,8 @@ inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const
   for (int r = 0; r < R; ++r) {
     const int64_t o = L.out_channel(co + r);
     const __m512 scale = _mm512_set1_ps(L.scale[co + r]), shift = _mm512_set1_ps(L.shift[co + r]);
-    float* y = out.y + (out.channel_offset + o) * plane + p0;
-    const float* res = out.residual != nullptr ? out.residual + o * plane + p0 : nullptr;
+    float* y = out.y + (out.channel_offset + o) * out.pitch + p0;
+    const float* res = out.residual != nullptr ? out.residual + o * out.residual_pitch + p0 : nullptr;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
       __m512 a = _mm512_fmadd_ps(acc[r][v], scale, shift);
@@ -176,28 +176,28 @@ inline void pointwise_rows(const PointwiseTask& t, int64_t g0, int64_t g1, int64
 
 // Output channels [c0, c1) of a 1x1 group conv of one image with tiles of one shape.
 template <typename Tiles>
-inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t plane, const PointwiseOut& out,
-                           int64_t c0, int64_t c1) {
+inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t x_pitch, int64_t pixels,
+                           const PointwiseOut& out, int64_t c0, int64_t c1) {
   constexpr int kV = Tiles::kVectors;
   constexpr int64_t tile = 16 * kV;
   const int64_t cin_g = L.cin_per_group(), cout_g = L.cout_per_group();
   float* xt = aligned_thread_scratch(cin_g * tile);
-  const PointwiseTask task{L, xt, cin_g, plane, out};
+  const PointwiseTask task{L, xt, cin_g, out};
   for (int64_t g0 = c0; g0 < c1;) {
     const int64_t group = g0 / cout_g, g1 = std::min(c1, (group + 1) * cout_g);
-    const float* xg = x + group * cin_g * plane;
-    for (int64_t p0 = 0; p0 < plane; p0 += tile) {
+    const float* xg = x + group * cin_g * x_pitch;
+    for (int64_t p0 = 0; p0 < pixels; p0 += tile) {
       __mmask16 m[kV];
-      for (int v = 0; v < kV; ++v) m[v] = first_lanes(std::clamp<int64_t>(plane - p0 - 16 * v, 0, 16));
+      for (int v = 0; v < kV; ++v) m[v] = first_lanes(std::clamp<int64_t>(pixels - p0 - 16 * v, 0, 16));
       // The group's input tile, packed: rows of a plane are `plane` floats
       // apart (a new page every row or two), the packed tile is contiguous
       // and stays in L1 while every output channel of the group reads it.
       for (int64_t ci = 0; ci < cin_g; ++ci)
         for (int v = 0; v < kV; ++v)
-          _mm512_store_ps(xt + ci * tile + 16 * v, load_row16(xg + ci * plane + p0 + 16 * v, m[v]));
+          _mm512_store_ps(xt + ci * tile + 16 * v, load_row16(xg + ci * x_pitch + p0 + 16 * v, m[v]));
       // The last tile of a plane computes only the vectors it has (a 14x14
       // plane is 12.25 vectors: 3 full tiles and one of a single vector).
-      const int64_t vectors = (std::min<int64_t>(tile, plane - p0) + 15) / 16;
+      const int64_t vectors = (std::min<int64_t>(tile, pixels - p0) + 15) / 16;
       if (vectors == kV) {
         pointwise_rows<Tiles, kV>(task, g0, g1, p0, m);
       } else if constexpr (kV == 4) {
@@ -213,21 +213,23 @@ inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t plan
 }
 
 struct Avx512Stages : PortableStages {
-  static void pointwise(const PointwiseLayer& L, const float* x, int64_t plane, const PointwiseOut& out, int64_t c0,
-                        int64_t c1) {
+  static void pointwise(const PointwiseLayer& L, const float* x, int64_t x_pitch, int64_t pixels,
+                        const PointwiseOut& out, int64_t c0, int64_t c1) {
     if (L.cin_per_group() > kTallTilesFrom) {
-      pointwise_with<TallTiles>(L, x, plane, out, c0, c1);
+      pointwise_with<TallTiles>(L, x, x_pitch, pixels, out, c0, c1);
     } else {
-      pointwise_with<WideTiles>(L, x, plane, out, c0, c1);
+      pointwise_with<WideTiles>(L, x, x_pitch, pixels, out, c0, c1);
     }
   }
 
-  static void depthwise3x3(const float* x, int64_t H, int64_t W, int64_t stride, const float* taps, const float* bias,
-                           float* y, int64_t c0, int64_t c1) {
-    const int64_t Ho = window3_out(H, stride), Wo = window3_out(W, stride);
+  static void depthwise3x3(const float* x, int64_t x_pitch, int64_t H, int64_t W, int64_t stride, const float* taps,
+                           const float* bias, float* y, int64_t y_pitch, int64_t c0, int64_t c1, int64_t images = 1) {
+    const int64_t in_plane = H * W, out_plane = window3_out(H, stride) * window3_out(W, stride);
     if (stride == 2) {
       for (int64_t c = c0; c < c1; ++c)
-        conv_plane_s2_k3(x + c * H * W, H, W, taps + c * 9, bias != nullptr ? bias[c] : 0.0f, y + c * Ho * Wo);
+        for (int64_t j = 0; j < images; ++j)
+          conv_plane_s2_k3(x + c * x_pitch + j * in_plane, H, W, taps + c * 9, bias != nullptr ? bias[c] : 0.0f,
+                           y + c * y_pitch + j * out_plane);
       return;
     }
     const WindowedPlan& plan = windowed_plan_for(H, W, 3);
@@ -236,19 +238,21 @@ struct Avx512Stages : PortableStages {
     const float* ws[kBatch];
     float shift[kBatch];
     float* ys[kBatch];
-    for (int64_t b0 = c0; b0 < c1; b0 += kBatch) {
-      const int64_t count = std::min(kBatch, c1 - b0);
+    // Planes (c, j) in order, kBatch at a time.
+    for (int64_t b0 = c0 * images; b0 < c1 * images; b0 += kBatch) {
+      const int64_t count = std::min(kBatch, c1 * images - b0);
       for (int64_t i = 0; i < count; ++i) {
-        xs[i] = x + (b0 + i) * H * W;
-        ws[i] = taps + (b0 + i) * 9;
-        shift[i] = bias != nullptr ? bias[b0 + i] : 0.0f;
-        ys[i] = y + (b0 + i) * H * W;
+        const int64_t c = (b0 + i) / images, j = (b0 + i) % images;
+        xs[i] = x + c * x_pitch + j * in_plane;
+        ws[i] = taps + c * 9;
+        shift[i] = bias != nullptr ? bias[c] : 0.0f;
+        ys[i] = y + c * y_pitch + j * out_plane;
       }
       conv_channels_direct<3>(plan, xs, ws, shift, ys, count);
     }
   }
 
-  static void stem(const StemPlan& s, const float* x, float* y, int64_t r0, int64_t r1) {
+  static void stem(const StemPlan& s, const float* x, float* y, int64_t y_pitch, int64_t r0, int64_t r1) {
     // Conv rows of the band: the windows of pooled rows r0 .. r1 - 1.
     const int64_t h0 = std::max<int64_t>(0, 2 * r0 - 1), h1 = std::min(s.Hc, 2 * r1);
     const int64_t rows = h1 - h0, pitch = s.Wc;
@@ -282,7 +286,7 @@ struct Avx512Stages : PortableStages {
               _mm512_mask_storeu_ps(v + 1 + c, m, max_keep_nan(cur, load_row16(src + c, m)));
             }
           }
-          max_pool_row(v, s.Wp, y + ((co + r) * s.Hp + pr) * s.Wp);
+          max_pool_row(v, s.Wp, y + (co + r) * y_pitch + pr * s.Wp);
         }
       }
       co += R;

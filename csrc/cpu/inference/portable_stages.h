@@ -22,33 +22,39 @@ namespace infer {
 
 inline float relu(float v) { return v < 0.0f ? 0.0f : v; }  // NaN stays NaN
 
-// The epilogue of a pointwise layer: y = acc (+ residual) (then ReLU).
+// Where a pointwise layer writes, and its epilogue: y = a * acc + b
+// (+ residual) (then ReLU). Output channel co goes to plane
+// channel_offset + out_channel(co), planes `pitch` floats apart; the residual
+// of that channel is at residual + out_channel(co) * residual_pitch.
 struct PointwiseOut {
-  float* y;                          // destination image, planes of `plane` elements
-  int64_t channel_offset = 0;        // plane of output channel co: channel_offset + out_channel(co)
-  const float* residual = nullptr;   // added before the ReLU, same plane index as y (without offset)
+  float* y;
+  int64_t pitch;
+  int64_t channel_offset = 0;
+  const float* residual = nullptr;
+  int64_t residual_pitch = 0;
   bool relu = false;
 };
 
 struct PortableStages {
-  // Output channels [c0, c1) of a 1x1 group conv of one image x (cin planes).
-  static void pointwise(const PointwiseLayer& L, const float* x, int64_t plane, const PointwiseOut& out, int64_t c0,
-                        int64_t c1) {
+  // Output channels [c0, c1) of a 1x1 group conv of `pixels` pixels of one
+  // image: x holds cin planes `x_pitch` floats apart.
+  static void pointwise(const PointwiseLayer& L, const float* x, int64_t x_pitch, int64_t pixels,
+                        const PointwiseOut& out, int64_t c0, int64_t c1) {
     constexpr int64_t kChunk = 256;
     float acc[kChunk];
     const int64_t cin_g = L.cin_per_group(), cout_g = L.cout_per_group();
     for (int64_t co = c0; co < c1; ++co) {
-      const float* xg = x + (co / cout_g) * cin_g * plane;
+      const float* xg = x + (co / cout_g) * cin_g * x_pitch;
       const float* w = L.w + co * cin_g;
       const int64_t o = L.out_channel(co);
-      float* y = out.y + (out.channel_offset + o) * plane;
-      const float* r = out.residual != nullptr ? out.residual + o * plane : nullptr;
-      for (int64_t p0 = 0; p0 < plane; p0 += kChunk) {
-        const int64_t n = std::min(kChunk, plane - p0);
+      float* y = out.y + (out.channel_offset + o) * out.pitch;
+      const float* r = out.residual != nullptr ? out.residual + o * out.residual_pitch : nullptr;
+      for (int64_t p0 = 0; p0 < pixels; p0 += kChunk) {
+        const int64_t n = std::min(kChunk, pixels - p0);
         for (int64_t p = 0; p < n; ++p) acc[p] = 0.0f;
         for (int64_t ci = 0; ci < cin_g; ++ci) {
           const float wv = w[ci];
-          const float* xr = xg + ci * plane + p0;
+          const float* xr = xg + ci * x_pitch + p0;
           for (int64_t p = 0; p < n; ++p) acc[p] += wv * xr[p];
         }
         const float a = L.scale[co], b = L.shift[co];
@@ -62,15 +68,18 @@ struct PortableStages {
     }
   }
 
-  // Channels [c0, c1): y_c = bias_c + conv3x3(x_c, taps_c), padding 1, stride
-  // 1 or 2 (bias nullptr: 0). Also the 3x3/2 average pool, with taps 1/9.
-  static void depthwise3x3(const float* x, int64_t H, int64_t W, int64_t stride, const float* taps, const float* bias,
-                           float* y, int64_t c0, int64_t c1) {
+  // Channels [c0, c1) of `images` images: y_cj = bias_c + conv3x3(x_cj,
+  // taps_c), padding 1, stride 1 or 2 (bias nullptr: 0). Input plane (c, j) at
+  // x + c * x_pitch + j * H * W, output (c, j) at y + c * y_pitch + j * Ho * Wo.
+  // Also the 3x3/2 average pool, with taps 1/9.
+  static void depthwise3x3(const float* x, int64_t x_pitch, int64_t H, int64_t W, int64_t stride, const float* taps,
+                           const float* bias, float* y, int64_t y_pitch, int64_t c0, int64_t c1, int64_t images = 1) {
     const int64_t Ho = window3_out(H, stride), Wo = window3_out(W, stride);
-    for (int64_t c = c0; c < c1; ++c) {
-      const float* xc = x + c * H * W;
+    for (int64_t i = c0 * images; i < c1 * images; ++i) {
+      const int64_t c = i / images, j = i % images;
+      const float* xc = x + c * x_pitch + j * H * W;
       const float* t = taps + c * 9;
-      float* yc = y + c * Ho * Wo;
+      float* yc = y + c * y_pitch + j * Ho * Wo;
       const float b = bias != nullptr ? bias[c] : 0.0f;
       for (int64_t oh = 0; oh < Ho; ++oh) {
         for (int64_t ow = 0; ow < Wo; ++ow) {
@@ -89,12 +98,13 @@ struct PortableStages {
     }
   }
 
-  // Pooled rows [r0, r1) of every channel: maxpool3x3/2(relu(b + conv3x3/2(x))).
-  static void stem(const StemPlan& s, const float* x, float* y, int64_t r0, int64_t r1) {
+  // Pooled rows [r0, r1) of every channel: maxpool3x3/2(relu(b + conv3x3/2(x))),
+  // output channel planes y_pitch apart.
+  static void stem(const StemPlan& s, const float* x, float* y, int64_t y_pitch, int64_t r0, int64_t r1) {
     float* row = thread_scratch(s.Wc);  // one conv output row
     constexpr float kLowest = -std::numeric_limits<float>::infinity();
     for (int64_t co = 0; co < s.cout; ++co) {
-      float* yc = y + co * s.Hp * s.Wp;
+      float* yc = y + co * y_pitch;
       for (int64_t pr = r0; pr < r1; ++pr) {
         float* yr = yc + pr * s.Wp;
         for (int64_t pc = 0; pc < s.Wp; ++pc) yr[pc] = kLowest;
@@ -137,11 +147,11 @@ struct PortableStages {
 };
 
 // The head's pooling: features[c] = mean of the top-left 7x7 window of
-// channel c (AvgPool2d(7) where it yields 1x1).
-inline void head_pool(const float* x, int64_t C, int64_t H, int64_t W, float* features) {
+// channel c, planes `pitch` apart (AvgPool2d(7) where it yields 1x1).
+inline void head_pool(const float* x, int64_t pitch, int64_t C, int64_t H, int64_t W, float* features) {
   constexpr int64_t K = NetworkPlan::kHeadWindow;
   for (int64_t c = 0; c < C; ++c) {
-    const float* xc = x + c * H * W;
+    const float* xc = x + c * pitch;
     float sum = 0.0f;
     for (int64_t h = 0; h < K; ++h)
       for (int64_t w = 0; w < K; ++w) sum += xc[h * W + w];

@@ -45,6 +45,13 @@ inline float* aligned_thread_scratch(int64_t elems) {
   return p + (16 - (reinterpret_cast<uintptr_t>(p) / sizeof(float)) % 16) % 16;
 }
 
+// The band buffers of a block run by rows (pw1's and dw's rows), private to
+// the running thread.
+inline float* thread_band_buffer(int64_t elems) {
+  thread_local GrowingBuffer buffer;
+  return buffer.get(elems);
+}
+
 // The activation buffers of the image the running thread drives (the whole
 // network at N >= threads; at batch 1 the caller's, shared by the team for
 // the duration of the call). A different object from thread_scratch, so a
