@@ -11,4 +11,7 @@ run() { .venv/bin/python -m benchmarks --curated --no-progress "$@"; }
 run "$@"
 run --dtype bfloat16 "$@"
 run --layout channels_last "$@"
-run --level model --mode eval "$@"
+# The model level against the deployment anchors (ONNX Runtime, OpenVINO, compiled with
+# freezing; each skipped with a message when not installed): the configs and batches of
+# docs/inference.md.
+run --level model --mode eval --config 1.0x-g3,2.0x-g3,0.5x-g8 --batch 1,8,32 "$@"
