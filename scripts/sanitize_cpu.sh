@@ -2,8 +2,9 @@
 # The CPU extension under AddressSanitizer + UBSan, with every masked AVX-512 load/store
 # checked against ASan's view of the heap (SF_CHECK_MASKED_ACCESS): builds a copy of the
 # sources in build/sanitize-cpu/ (-O1, SHUFFLENET_FUSED_SANITIZE=1; the checkout's own build is
-# left alone), then runs the op-level tests against it with the ASan runtime preloaded. The
-# tests' cpu_isa fixture runs them at every ISA this machine has. Any report fails the run.
+# left alone), then runs the op-level tests and the inference op's tests against it with the
+# ASan runtime preloaded. The tests' cpu_isa fixture runs them at every ISA this machine has.
+# Any report fails the run.
 # Needs the set-up of scripts/setup_env.sh (.venv with torch) and g++.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +36,4 @@ echo "== op-level tests under ASan + UBSan ($ASAN_RT, $LOADED)"
 T="$ROOT/tests"
 "$ROOT/.venv/bin/python" -m pytest -q -s -p no:cacheprovider --rootdir "$ROOT" \
   "$T/test_op_vs_reference.py" "$T/test_cpu_isa.py" "$T/test_nan_inf_grads.py" "$T/test_degenerate_bn.py" \
-  "$T/test_errors.py" "$T/test_fuzz.py"
+  "$T/test_errors.py" "$T/test_fuzz.py" "$T/test_inference_pipeline.py"
