@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops._export import exporting_to_onnx
 from . import arguments
@@ -24,8 +25,9 @@ from . import arguments
 _ENV = "SHUFFLENET_FUSED_INFERENCE_PIPELINE"
 _enabled = os.environ.get(_ENV, "1").lower() not in ("0", "false", "off", "no")
 
-# Plain attributes the arguments depend on, per module type (checked on every call).
-_WATCHED = ("training", "stride", "padding", "dilation", "groups", "kernel_size", "padding_mode", "eps", "ceil_mode",
+# Plain attributes the arguments depend on (checked on every call); `training` only
+# where it changes what runs (the BatchNorms; the model itself is checked by the caller).
+_WATCHED = ("stride", "padding", "dilation", "groups", "kernel_size", "padding_mode", "eps", "ceil_mode",
             "count_include_pad", "divisor_override", "ksize", "group", "mid_channels", "inp", "fused")  # fmt: skip
 
 
@@ -63,6 +65,7 @@ class _Arguments:
         self.slots = [(d, key, value) for m in modules for d in (m._modules, m._parameters, m._buffers)
                       for key, value in d.items()]  # fmt: skip
         self.attributes = [(m.__dict__, key, m.__dict__[key]) for m in modules for key in _WATCHED if key in m.__dict__]
+        self.attributes += [(m.__dict__, "training", m.training) for m in modules if isinstance(m, _BatchNorm)]
 
     def current(self) -> bool:
         for d, key, value in self.slots:

@@ -2,8 +2,9 @@
 // BatchNorm for this call, builds the NetworkPlan, runs the active ISA's
 // pipeline, then the classifier.
 //
-// The op takes the modules' own tensors and folds on every call (the folds are
-// per channel, a few microseconds for a whole network; the 1x1 conv weights
+// The op takes the modules' own tensors and folds on every call (per channel,
+// in float32 as eval-mode F.batch_norm does, into per-thread memory reused
+// across calls; tens of microseconds for a whole network; the 1x1 conv weights
 // are used as they are, their BN applied in the kernel's epilogue), so a model
 // edited in place between calls can never run stale folded weights.
 //
@@ -24,11 +25,11 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <list>
+#include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
-#include "common/bn_math.h"
 #include "common/channel_map.h"
 #include "cpu/inference/network_plan.h"
 #include "cpu/kernel_table.h"
@@ -42,73 +43,122 @@ constexpr const char* kOp = "shufflenet_v1_infer: ";
 
 using ParamList = c10::List<std::optional<at::Tensor>>;
 
+// Which layer an argument belongs to, for error messages: built into a string
+// only when a check fails.
+struct Where {
+  int64_t block;  // -1: not in a block
+  const char* layer;
+};
+std::ostream& operator<<(std::ostream& os, const Where& w) {
+  if (w.block >= 0) os << "block " << w.block << ".";
+  return os << w.layer;
+}
+
+// Memory for what a call folds (BN scales and shifts, depthwise taps, the
+// shuffle map), per thread and reused: a call would otherwise allocate (and,
+// past malloc's mmap threshold, page-fault) a few hundred KB. Chunks never
+// move, so the plan can point into them; reset() at the start of each call
+// (the op never runs inside itself on one thread).
+template <typename T>
+class CallArena {
+ public:
+  void reset() { chunk_ = used_ = 0; }
+  T* take(int64_t n) {
+    while (chunk_ < chunks_.size() && used_ + n > sizes_[chunk_]) ++chunk_, used_ = 0;
+    if (chunk_ == chunks_.size()) {
+      sizes_.push_back(std::max<int64_t>(n, kChunk));
+      chunks_.emplace_back(new T[sizes_.back()]);
+      used_ = 0;
+    }
+    T* p = chunks_[chunk_].get() + used_;
+    used_ += n;
+    return p;
+  }
+
+ private:
+  static constexpr int64_t kChunk = 64 * 1024;
+  std::vector<std::unique_ptr<T[]>> chunks_;
+  std::vector<int64_t> sizes_;
+  size_t chunk_ = 0;
+  int64_t used_ = 0;
+};
+
 // Reads params and eps in order, checking each tensor's dtype, device, layout
-// and shape; owns the values folded for this call.
+// and shape, and folds each conv's BatchNorm.
 class ArgReader {
  public:
-  ArgReader(const ParamList& params, at::ArrayRef<double> eps) : params_(params), eps_(eps) {}
+  ArgReader(const ParamList& params, at::ArrayRef<double> eps) : params_(params), eps_(eps) {
+    floats().reset();
+    ints().reset();
+  }
+
+  static CallArena<float>& floats() {
+    thread_local CallArena<float> arena;
+    return arena;
+  }
+  static CallArena<int64_t>& ints() {
+    thread_local CallArena<int64_t> arena;
+    return arena;
+  }
 
   // nullptr for an absent optional tensor.
-  const float* tensor(const std::string& name, at::IntArrayRef shape, bool required = true) {
+  const float* tensor(Where where, const char* part, at::IntArrayRef shape, bool required = true) {
     TORCH_CHECK_VALUE(index_ < params_.size(), kOp, "params has ", params_.size(),
-                      " entries, fewer than the plan needs (missing ", name, ")");
+                      " entries, fewer than the plan needs (missing ", where, part, ")");
     const std::optional<at::Tensor> t = params_.get(index_++);
     if (!t.has_value()) {
-      TORCH_CHECK_VALUE(!required, kOp, name, " must be a tensor, got None");
+      TORCH_CHECK_VALUE(!required, kOp, where, part, " must be a tensor, got None");
       return nullptr;
     }
-    TORCH_CHECK_TYPE(t->scalar_type() == at::kFloat, kOp, name, " must be float32, got ", t->scalar_type());
-    TORCH_CHECK_VALUE(t->device().is_cpu(), kOp, name, " must be on the CPU, got ", t->device());
-    TORCH_CHECK_VALUE(t->sizes() == shape, kOp, name, " must have shape ", shape, ", got ", t->sizes());
-    TORCH_CHECK_VALUE(t->is_contiguous(), kOp, name, " must be contiguous");
+    TORCH_CHECK_TYPE(t->scalar_type() == at::kFloat, kOp, where, part, " must be float32, got ", t->scalar_type());
+    TORCH_CHECK_VALUE(t->device().is_cpu(), kOp, where, part, " must be on the CPU, got ", t->device());
+    TORCH_CHECK_VALUE(t->sizes() == shape, kOp, where, part, " must have shape ", shape, ", got ", t->sizes());
+    TORCH_CHECK_VALUE(t->is_contiguous(), kOp, where, part, " must be contiguous");
     return t->data_ptr<float>();
   }
 
   // The size of dimension 0 of the next tensor (to read a layer's width).
-  int64_t peek_size(const std::string& name, int64_t dims) const {
+  int64_t peek_size(Where where, int64_t dims) const {
     TORCH_CHECK_VALUE(index_ < params_.size(), kOp, "params has ", params_.size(),
-                      " entries, fewer than the plan needs (missing ", name, ")");
+                      " entries, fewer than the plan needs (missing ", where, ".weight)");
     const std::optional<at::Tensor> t = params_.get(index_);
-    TORCH_CHECK_VALUE(t.has_value() && t->dim() == dims, kOp, name, " must be a ", dims, "-D tensor");
+    TORCH_CHECK_VALUE(t.has_value() && t->dim() == dims, kOp, where, ".weight must be a ", dims, "-D tensor");
     return t->size(0);
   }
 
-  double next_eps(const std::string& name) {
+  float next_eps(Where where) {
     TORCH_CHECK_VALUE(eps_index_ < eps_.size(), kOp, "eps has ", eps_.size(),
-                      " values, fewer than the plan's BatchNorm layers (missing ", name, ")");
+                      " values, fewer than the plan's BatchNorm layers (missing ", where, ".bn)");
     const double e = eps_[eps_index_++];
-    TORCH_CHECK_VALUE(std::isfinite(e) && e >= 0, kOp, name, " eps must be finite and >= 0, got ", e);
-    return e;
+    TORCH_CHECK_VALUE(std::isfinite(e) && e >= 0, kOp, where, ".bn eps must be finite and >= 0, got ", e);
+    return static_cast<float>(e);
   }
 
   // A conv and its BN: the conv weight, and scale/shift per output channel.
   struct ConvBn {
     const float* w;
-    std::vector<float>* scale;
-    std::vector<float>* shift;
+    float* scale;
+    float* shift;
   };
-  ConvBn conv_bn(const std::string& name, at::IntArrayRef w_shape) {
+  ConvBn conv_bn(Where where, at::IntArrayRef w_shape) {
     const int64_t C = w_shape[0];
-    const float* w = tensor(name + ".weight", w_shape);
-    const float* bias = tensor(name + ".bias", {C}, false);
-    const float* gamma = tensor(name + ".bn.weight", {C}, false);
-    const float* beta = tensor(name + ".bn.bias", {C}, false);
-    const float* mean = tensor(name + ".bn.running_mean", {C});
-    const float* var = tensor(name + ".bn.running_var", {C});
-    const double eps = next_eps(name + ".bn");
-    std::vector<float>& scale = own(C);
-    std::vector<float>& shift = own(C);
+    const float* w = tensor(where, ".weight", w_shape);
+    const float* bias = tensor(where, ".bias", {C}, false);
+    const float* gamma = tensor(where, ".bn.weight", {C}, false);
+    const float* beta = tensor(where, ".bn.bias", {C}, false);
+    const float* mean = tensor(where, ".bn.running_mean", {C});
+    const float* var = tensor(where, ".bn.running_var", {C});
+    const float eps = next_eps(where);
+    float* scale = floats().take(C);
+    float* shift = floats().take(C);
+    // In float32, as eval-mode F.batch_norm computes its per-channel terms.
     for (int64_t c = 0; c < C; ++c) {
-      const ScaleShift f = fold_running_stats(mean[c], var[c], gamma != nullptr ? gamma[c] : 1.0,
-                                              beta != nullptr ? beta[c] : 0.0, eps);
-      scale[c] = static_cast<float>(f.scale);
-      shift[c] = static_cast<float>(f.shift + (bias != nullptr ? bias[c] * f.scale : 0.0));
+      const float a = (gamma != nullptr ? gamma[c] : 1.0f) / std::sqrt(var[c] + eps);
+      scale[c] = a;
+      shift[c] = (beta != nullptr ? beta[c] : 0.0f) + ((bias != nullptr ? bias[c] : 0.0f) - mean[c]) * a;
     }
-    return ConvBn{w, &scale, &shift};
+    return ConvBn{w, scale, shift};
   }
-
-  std::vector<float>& own(int64_t n) { return floats_.emplace_back(n); }
-  std::vector<int64_t>& own_ints(int64_t n) { return ints_.emplace_back(n); }
 
   void finish() const {
     TORCH_CHECK_VALUE(index_ == params_.size(), kOp, "params has ", params_.size(), " entries, the plan uses ",
@@ -121,30 +171,26 @@ class ArgReader {
   const ParamList& params_;
   at::ArrayRef<double> eps_;
   size_t index_ = 0, eps_index_ = 0;
-  // Lists, not vectors: the plan points into these, so they never move.
-  std::list<std::vector<float>> floats_;
-  std::list<std::vector<int64_t>> ints_;
 };
 
-BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels, ArgReader& args,
-                     const std::string& name) {
+BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels, ArgReader& args, int64_t index) {
   BlockPlan b;
   b.inp = ints[0];
   b.oup = ints[1];
   b.mid = ints[2];
   const int64_t g1 = ints[3], g2 = ints[4], shuffle = ints[6];
   b.stride = ints[5];
-  TORCH_CHECK_VALUE(b.stride == 1 || b.stride == 2, kOp, name, " stride must be 1 or 2, got ", b.stride);
-  TORCH_CHECK_VALUE(b.inp == channels, kOp, name, " takes ", b.inp, " channels, its input has ", channels);
+  TORCH_CHECK_VALUE(b.stride == 1 || b.stride == 2, kOp, "block ", index, " stride must be 1 or 2, got ", b.stride);
+  TORCH_CHECK_VALUE(b.inp == channels, kOp, "block ", index, " takes ", b.inp, " channels, its input has ", channels);
   const int64_t c2 = b.stride == 1 ? b.oup : b.oup - b.inp;
-  TORCH_CHECK_VALUE(b.inp > 0 && b.mid > 0 && c2 > 0 && (b.stride == 2 || b.oup == b.inp), kOp, name,
+  TORCH_CHECK_VALUE(b.inp > 0 && b.mid > 0 && c2 > 0 && (b.stride == 2 || b.oup == b.inp), kOp, "block ", index,
                     " has inp=", b.inp, ", oup=", b.oup, ", mid=", b.mid,
                     ": stride 1 needs oup == inp, stride 2 oup > inp");
-  TORCH_CHECK_VALUE(g1 > 0 && b.inp % g1 == 0 && b.mid % g1 == 0, kOp, name, " groups1=", g1,
+  TORCH_CHECK_VALUE(g1 > 0 && b.inp % g1 == 0 && b.mid % g1 == 0, kOp, "block ", index, " groups1=", g1,
                     " must divide inp=", b.inp, " and mid=", b.mid);
-  TORCH_CHECK_VALUE(g2 > 0 && b.mid % g2 == 0 && c2 % g2 == 0, kOp, name, " groups2=", g2, " must divide mid=",
-                    b.mid, " and its ", c2, " output channels");
-  TORCH_CHECK_VALUE(shuffle > 0 && b.mid % shuffle == 0, kOp, name, " shuffle_groups=", shuffle,
+  TORCH_CHECK_VALUE(g2 > 0 && b.mid % g2 == 0 && c2 % g2 == 0, kOp, "block ", index, " groups2=", g2,
+                    " must divide mid=", b.mid, " and its ", c2, " output channels");
+  TORCH_CHECK_VALUE(shuffle > 0 && b.mid % shuffle == 0, kOp, "block ", index, " shuffle_groups=", shuffle,
                     " must divide mid=", b.mid);
   b.H = H;
   b.W = W;
@@ -155,25 +201,24 @@ BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels
   // plane j holds channel src(j), so pw1 stores channel c to plane dst(c) and
   // plane j gets channel src(j)'s depthwise taps and BN.
   const ChannelMap map(b.mid, shuffle, /*shuffle_last=*/true);
-  const ArgReader::ConvBn pw1 = args.conv_bn(name + ".pw1", {b.mid, b.inp / g1, 1, 1});
-  std::vector<int64_t>& dst = args.own_ints(b.mid);
+  const ArgReader::ConvBn pw1 = args.conv_bn(Where{index, "pw1"}, {b.mid, b.inp / g1, 1, 1});
+  int64_t* dst = ArgReader::ints().take(b.mid);
   for (int64_t c = 0; c < b.mid; ++c) dst[c] = map.dst(c);
-  b.pw1 = PointwiseLayer{pw1.w, pw1.scale->data(), pw1.shift->data(), dst.data(), b.inp, b.mid, g1};
+  b.pw1 = PointwiseLayer{pw1.w, pw1.scale, pw1.shift, dst, b.inp, b.mid, g1};
 
-  const ArgReader::ConvBn dw = args.conv_bn(name + ".dw", {b.mid, 1, 3, 3});
-  std::vector<float>& taps = args.own(b.mid * 9);
-  std::vector<float>& shift = args.own(b.mid);
+  const ArgReader::ConvBn dw = args.conv_bn(Where{index, "dw"}, {b.mid, 1, 3, 3});
+  float* taps = ArgReader::floats().take(b.mid * 9);
+  float* shift = ArgReader::floats().take(b.mid);
   for (int64_t j = 0; j < b.mid; ++j) {
     const int64_t c = map.src(j);
-    for (int t = 0; t < 9; ++t) taps[j * 9 + t] = static_cast<float>(static_cast<double>(dw.w[c * 9 + t]) *
-                                                                       static_cast<double>((*dw.scale)[c]));
-    shift[j] = (*dw.shift)[c];
+    for (int t = 0; t < 9; ++t) taps[j * 9 + t] = dw.w[c * 9 + t] * dw.scale[c];
+    shift[j] = dw.shift[c];
   }
-  b.dw = taps.data();
-  b.dw_bias = shift.data();
+  b.dw = taps;
+  b.dw_bias = shift;
 
-  const ArgReader::ConvBn pw2 = args.conv_bn(name + ".pw2", {c2, b.mid / g2, 1, 1});
-  b.pw2 = PointwiseLayer{pw2.w, pw2.scale->data(), pw2.shift->data(), nullptr, b.mid, c2, g2};
+  const ArgReader::ConvBn pw2 = args.conv_bn(Where{index, "pw2"}, {c2, b.mid / g2, 1, 1});
+  b.pw2 = PointwiseLayer{pw2.w, pw2.scale, pw2.shift, nullptr, b.mid, c2, g2};
   return b;
 }
 
@@ -199,13 +244,12 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
   if (P.has_stem) {
     StemPlan& s = P.stem;
     s.cin = C;
-    s.cout = args.peek_size("stem.weight", 4);
-    const ArgReader::ConvBn conv = args.conv_bn("stem", {s.cout, C, 3, 3});
-    std::vector<float>& w = args.own(s.cout * C * 9);
-    for (int64_t i = 0; i < s.cout * C * 9; ++i)
-      w[i] = static_cast<float>(static_cast<double>(conv.w[i]) * static_cast<double>((*conv.scale)[i / (C * 9)]));
-    s.w = w.data();
-    s.b = conv.shift->data();
+    s.cout = args.peek_size(Where{-1, "stem"}, 4);
+    const ArgReader::ConvBn conv = args.conv_bn(Where{-1, "stem"}, {s.cout, C, 3, 3});
+    float* w = ArgReader::floats().take(s.cout * C * 9);
+    for (int64_t i = 0; i < s.cout * C * 9; ++i) w[i] = conv.w[i] * conv.scale[i / (C * 9)];
+    s.w = w;
+    s.b = conv.shift;
     s.H = H;
     s.W = W;
     s.Hc = window3_out(H, 2);
@@ -216,9 +260,9 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
     H = s.Hp;
     W = s.Wp;
   }
+  P.blocks.reserve(blocks);
   for (int64_t i = 0; i < blocks; ++i) {
-    P.blocks.push_back(
-        read_block(plan_ints.data() + kPlanHeader + kBlockInts * i, H, W, C, args, "block " + std::to_string(i)));
+    P.blocks.push_back(read_block(plan_ints.data() + kPlanHeader + kBlockInts * i, H, W, C, args, i));
     C = P.blocks.back().oup;
     H = P.blocks.back().Ho;
     W = P.blocks.back().Wo;
@@ -231,9 +275,9 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
     constexpr int64_t K = NetworkPlan::kHeadWindow;
     TORCH_CHECK_VALUE(H >= K && H < 2 * K && W >= K && W < 2 * K, kOp, "the head's AvgPool2d(", K,
                       ") must give 1x1, but the last feature map is ", H, "x", W);
-    classes = args.peek_size("classifier.weight", 2);
-    args.tensor("classifier.weight", {classes, C});
-    args.tensor("classifier.bias", {classes}, false);
+    classes = args.peek_size(Where{-1, "classifier"}, 2);
+    args.tensor(Where{-1, "classifier"}, ".weight", {classes, C});
+    args.tensor(Where{-1, "classifier"}, ".bias", {classes}, false);
   }
   args.finish();
 
