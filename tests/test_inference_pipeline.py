@@ -328,6 +328,29 @@ def test_non_finite_batch_norm_like_the_reference(calls):
     assert got.isnan().all() and expected.isnan().all()
 
 
+@pytest.mark.parametrize("case", ["gamma inf", "zero var, eps 0"])
+def test_degenerate_depthwise_batch_norm(case, calls):
+    """A depthwise BN that does not fold is applied after the conv: the block output has the
+    reference's NaN and Inf positions (folding inf into the taps gave NaN where the
+    reference has +-inf)."""
+    kwargs = dict(group=3, first_group=False, mid_channels=12, ksize=3, stride=1)
+    ref = randomize(sf.ShuffleV1Block(24, 24, fused=False, **kwargs), seed=14).eval()
+    fused = sf.ShuffleV1Block(24, 24, fused=True, **kwargs).eval()
+    fused.load_state_dict(ref.state_dict())
+    for block in (ref, fused):
+        bn = block.branch_main_1[4]
+        if case == "gamma inf":
+            bn.weight.data[2] = float("inf")
+        else:
+            bn.running_var[2] = 0.0
+            bn.eps = 0.0
+    x = torch.randn(2, 24, 6, 6)
+    with torch.no_grad():
+        got, expected = fused(x), ref(x)
+    assert calls["blocks"] == 1
+    assert torch.equal(got.isnan(), expected.isnan()) and torch.equal(got.isinf(), expected.isinf())
+
+
 def _block_args():
     block = sf.ShuffleV1Block(24, 48, group=3, first_group=False, mid_channels=12, ksize=3, stride=2).eval()
     from shufflenet_fused.inference import single_block_arguments

@@ -62,7 +62,7 @@ inline void run_block_planes(const BlockPlan& b, const float* x, float* y, const
     Stages::pointwise(b.pw1, x, in_plane, in_plane, PointwiseOut{buf.mid, in_plane, 0, nullptr, 0, true}, c0, c1);
   });
   split(b.mid, out_plane * 9, [&](int64_t c0, int64_t c1) {
-    Stages::depthwise3x3(buf.mid, in_plane, b.H, b.W, b.stride, b.dw, b.dw_bias, buf.dw, out_plane, c0, c1);
+    depthwise_bn(b, buf.mid, in_plane, b.H, b.W, buf.dw, out_plane, c0, c1);
   });
   if (b.stride == 1) {
     split(b.oup, out_plane, [&](int64_t c0, int64_t c1) {
@@ -129,7 +129,7 @@ inline void run_block_rows(const BlockPlan& b, const float* x, float* y, int64_t
     have_s = s;
     have_e = e;
     const int64_t Hs = e - s;
-    Stages::depthwise3x3(mid, mid_pitch, Hs, W, S, b.dw, b.dw_bias, dw, dw_pitch, 0, b.mid);
+    depthwise_bn(b, mid, mid_pitch, Hs, W, dw, dw_pitch, 0, b.mid);
     // The sub-plane's first output row is the band's, or (a halo row above
     // it) the one before.
     const int64_t skip = S == 1 ? r0 - s : r0 - s / 2;

@@ -73,7 +73,7 @@ inline void run_block_span(const BlockPlan& b, Planes in, Planes out, int64_t g,
   const int64_t in_pixels = g * b.in_plane(), out_pixels = g * b.out_plane();
   Stages::pointwise(b.pw1, in.base, in.pitch, in_pixels, PointwiseOut{mid, in_pixels, 0, nullptr, 0, true}, 0,
                     b.mid);
-  Stages::depthwise3x3(mid, in_pixels, b.H, b.W, b.stride, b.dw, b.dw_bias, dw, out_pixels, 0, b.mid, g);
+  depthwise_bn(b, mid, in_pixels, b.H, b.W, dw, out_pixels, 0, b.mid, g);
   if (b.stride == 1) {
     Stages::pointwise(b.pw2, dw, out_pixels, out_pixels, PointwiseOut{out.base, out.pitch, 0, in.base, in.pitch, true},
                       0, b.pw2.cout);

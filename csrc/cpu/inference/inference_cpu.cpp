@@ -209,13 +209,30 @@ BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels
   const ArgReader::ConvBn dw = args.conv_bn(Where{index, "dw"}, {b.mid, 1, 3, 3});
   float* taps = ArgReader::floats().take(b.mid * 9);
   float* shift = ArgReader::floats().take(b.mid);
+  int64_t* late = nullptr;
+  float *late_scale = nullptr, *late_shift = nullptr;
   for (int64_t j = 0; j < b.mid; ++j) {
     const int64_t c = map.src(j);
-    for (int t = 0; t < 9; ++t) taps[j * 9 + t] = dw.w[c * 9 + t] * dw.scale[c];
-    shift[j] = dw.shift[c];
+    // Folding a non-finite scale into the taps would change the NaN/Inf
+    // pattern (w * inf summed over taps is NaN where conv * inf is +-inf).
+    const bool folds = std::isfinite(dw.scale[c]) && std::isfinite(dw.shift[c]);
+    for (int t = 0; t < 9; ++t) taps[j * 9 + t] = folds ? dw.w[c * 9 + t] * dw.scale[c] : dw.w[c * 9 + t];
+    shift[j] = folds ? dw.shift[c] : 0.0f;
+    if (folds) continue;
+    if (late == nullptr) {
+      late = ArgReader::ints().take(b.mid);
+      late_scale = ArgReader::floats().take(b.mid);
+      late_shift = ArgReader::floats().take(b.mid);
+    }
+    late[b.dw_late_count] = j;
+    late_scale[b.dw_late_count] = dw.scale[c];
+    late_shift[b.dw_late_count++] = dw.shift[c];
   }
   b.dw = taps;
   b.dw_bias = shift;
+  b.dw_late = late;
+  b.dw_late_scale = late_scale;
+  b.dw_late_shift = late_shift;
 
   const ArgReader::ConvBn pw2 = args.conv_bn(Where{index, "pw2"}, {c2, b.mid / g2, 1, 1});
   b.pw2 = PointwiseLayer{pw2.w, pw2.scale, pw2.shift, nullptr, b.mid, c2, g2};

@@ -29,6 +29,21 @@ namespace cpu {
 namespace SF_CPU_ISA {
 namespace infer {
 
+// Planes [c0, c1) of a block's depthwise conv + BN (of `images` images, as
+// depthwise3x3), with the BN of the planes that do not fold applied after.
+inline void depthwise_bn(const BlockPlan& b, const float* x, int64_t x_pitch, int64_t H, int64_t W, float* y,
+                         int64_t y_pitch, int64_t c0, int64_t c1, int64_t images = 1) {
+  Stages::depthwise3x3(x, x_pitch, H, W, b.stride, b.dw, b.dw_bias, y, y_pitch, c0, c1, images);
+  const int64_t plane = window3_out(H, b.stride) * window3_out(W, b.stride);
+  for (int64_t i = 0; i < b.dw_late_count; ++i) {
+    const int64_t c = b.dw_late[i];
+    if (c < c0 || c >= c1) continue;
+    const float a = b.dw_late_scale[i], s = b.dw_late_shift[i];
+    float* yc = y + c * y_pitch;
+    for (int64_t e = 0; e < images * plane; ++e) yc[e] = yc[e] * a + s;
+  }
+}
+
 // Channels [c0, c1) of AvgPool2d(3, 2, 1) (padding counted) of `images`
 // images: the depthwise conv with taps 1/9 and no bias. Planes as in
 // depthwise3x3: channel pitches x_pitch / y_pitch, images one plane apart.

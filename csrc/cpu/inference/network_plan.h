@@ -43,6 +43,13 @@ struct BlockPlan {
   PointwiseLayer pw1, pw2;               // pw2.cout: oup (stride 1) or oup - inp (stride 2)
   const float* dw = nullptr;             // (mid, 9), BN folded, in pw1's output order
   const float* dw_bias = nullptr;        // (mid)
+  // Planes whose BN does not fold (a non-finite scale or shift: eps = 0 with a
+  // zero variance, an infinite gamma): their taps are the conv's own, and the
+  // BN is applied after the conv, y = y * scale + shift, as F.batch_norm does.
+  const int64_t* dw_late = nullptr;      // plane indices
+  const float* dw_late_scale = nullptr;  // per entry of dw_late
+  const float* dw_late_shift = nullptr;
+  int64_t dw_late_count = 0;
 
   int64_t in_plane() const { return H * W; }
   int64_t out_plane() const { return Ho * Wo; }
