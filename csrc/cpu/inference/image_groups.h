@@ -21,7 +21,7 @@ namespace infer {
 // early layers (large planes, small weights) run image by image, depth first,
 // so that an image's activations stay in L2 from one layer to the next. From
 // the first block from which every block's 1x1 weights outweigh an image's
-// activations (the 7x7 stage of 1.0x and 2.0x; none of 0.5x g8), the group's
+// activations (the stride-1 7x7 blocks of 1.0x and 2.0x; none of 0.5x g8), the group's
 // activations are kept channel-major: plane
 // (c, j) of image j at base + (c * G + j) * plane. A span of consecutive
 // images of one channel is then contiguous, and a 1x1 conv computes it as one
