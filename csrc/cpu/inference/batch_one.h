@@ -19,17 +19,12 @@ namespace cpu {
 namespace SF_CPU_ISA {
 namespace infer {
 
-// Runs fn(begin, end) over [0, units): in one call (the thread runs the whole
-// image), or split across the threads (batch below the thread count).
+// Runs fn(begin, end) over [0, units) split across the threads, units of
+// unit_elems output elements each.
 struct LayerSplit {
-  bool across_threads;
   template <typename Fn>
   void operator()(int64_t units, int64_t unit_elems, const Fn& fn) const {
     if (units <= 0) return;
-    if (!across_threads) {
-      fn(0, units);
-      return;
-    }
     // Below ~4K output elements per task a thread costs more than it saves.
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, unit_elems));
     at::parallel_for(0, units, grain, fn);
@@ -152,7 +147,7 @@ inline void run_block_banded(const BlockPlan& b, const float* x, float* y, const
 // One image at batch 1: x (C x H x W) to y (out_C x out_H x out_W, or the
 // out_C pooled features with a head), every layer split across the threads.
 inline void run_image_split(const NetworkPlan& P, const float* x, float* y, const ImageBuffers& buf) {
-  const LayerSplit split{true};
+  const LayerSplit split;
   const float* cur = x;
   if (P.has_stem) {
     const StemPlan& s = P.stem;

@@ -84,14 +84,23 @@ inline void run_block_span(const BlockPlan& b, Planes in, Planes out, int64_t g,
                     b.pw2.cout);
 }
 
-// Elements of the channel-major activations of a group of G images from
-// block k's input on (with no block after k: the input of the head).
-inline int64_t group_activation_elems(const NetworkPlan& P, size_t k, int64_t G) {
-  int64_t e = k < P.blocks.size() ? 0 : P.out_C * P.out_H * P.out_W;
-  for (size_t i = k; i < P.blocks.size(); ++i)
-    e = std::max({e, P.blocks[i].inp * P.blocks[i].in_plane(), P.blocks[i].oup * P.blocks[i].out_plane()});
-  return G * e;
-}
+// Buffer sizes (elements) of a group of G images whose blocks from k on run
+// on spans: the channel-major activations from block k's input on (with no
+// block after k: the head's input), and pw1's and dw's outputs, for one image
+// before k and for spans of up to G images from k on.
+struct GroupSizes {
+  int64_t act = 0, mid = 0, dw = 0;
+  GroupSizes(const NetworkPlan& P, size_t k, int64_t G) : mid(P.mid_elems()), dw(P.dw_elems()) {
+    if (k == P.blocks.size()) act = P.out_C * P.out_H * P.out_W;
+    for (size_t i = k; i < P.blocks.size(); ++i) {
+      const BlockPlan& b = P.blocks[i];
+      act = std::max({act, b.inp * b.in_plane(), b.oup * b.out_plane()});
+      mid = std::max(mid, G * b.mid * b.in_plane());
+      dw = std::max(dw, G * b.mid * b.out_plane());
+    }
+    act *= G;
+  }
+};
 
 // Images [n0, n1) of x through the whole plan, in this thread.
 inline void run_images_grouped(const NetworkPlan& P, const float* x, float* y, int64_t n0, int64_t n1) {
@@ -99,13 +108,13 @@ inline void run_images_grouped(const NetworkPlan& P, const float* x, float* y, i
   const size_t k = first_grouped_block(P, G);
   // Per-image buffers (ping-pong, pw1 and dw outputs) for the blocks before
   // k, group buffers (ping-pong) from k on; pw1 and dw outputs are shared.
-  const int64_t act = P.activation_elems(), group_act = group_activation_elems(P, k, G);
-  const int64_t mid_elems = G * P.mid_elems();
-  float* base = thread_image_buffers(2 * act + 2 * group_act + mid_elems + G * P.dw_elems());
+  const int64_t act = P.activation_elems();
+  const GroupSizes group(P, k, G);
+  float* base = thread_image_buffers(2 * act + 2 * group.act + group.mid + group.dw);
   float* acts[2] = {base, base + act};
-  float* group_acts[2] = {base + 2 * act, base + 2 * act + group_act};
-  float* mid = base + 2 * act + 2 * group_act;
-  float* dw = mid + mid_elems;
+  float* group_acts[2] = {base + 2 * act, base + 2 * act + group.act};
+  float* mid = base + 2 * act + 2 * group.act;
+  float* dw = mid + group.mid;
   const int64_t in_image = P.C * P.H * P.W;
   const int64_t out_image = P.has_head ? P.out_C : P.out_C * P.out_H * P.out_W;
   const auto nchw = [](float* p, int64_t channels, int64_t plane) { return Planes{p, plane, channels * plane}; };
