@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.utils import _pair
 
 Params = list[Tensor | None]
 
@@ -26,10 +27,6 @@ class Unsupported(Exception):
 def _check_tensor(t: Tensor | None) -> None:
     if t is not None and (t.dtype != torch.float32 or t.device.type != "cpu"):
         raise Unsupported(f"a {t.dtype} tensor on {t.device}: the inference op takes float32 CPU tensors")
-
-
-def _pair(value: object) -> tuple:
-    return value if isinstance(value, tuple) else (value, value)
 
 
 def _conv_bn(conv: nn.Module, bn: nn.Module, *, kernel: int, stride: int, params: Params, eps: list[float]) -> None:
