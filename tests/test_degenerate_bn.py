@@ -84,3 +84,58 @@ def test_eval_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtype, l
         grads.append([t.grad for t in leaves])
     for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), *grads, strict=True):
         _pattern_equal(a, b, f"grad {name}")
+
+
+def _training_bn(dtype):
+    # Training normalises with batch statistics, so only gamma and beta can be degenerate
+    # (eps = 0 is rejected in training).
+    gamma, beta, _, _ = _bn(dtype)
+    return gamma, beta
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_training_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype, layout, stride):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
+    w[3, 0, 1, 1] = 0.0  # a zero tap of the channel with gamma = inf
+    gamma, beta = _training_bn(dtype)
+    kw = dict(groups=3, stride=stride, training=True, order="shuffle_last")
+    got = sf.shuffle_dwconv_bn(x, w, None, None, gamma, beta, **kw)
+    want = sf.reference.shuffle_dwconv_bn(x, w, None, None, gamma, beta, **kw)
+    _pattern_equal(got, want, "output")
+
+
+# The CUDA backend's passes (csrc/tiled/), run on the CPU by the emulator (lane work, lane
+# after lane) and, where built, the host runner (csrc/cuda/kernels.cuh on host threads).
+FAMILIES = [f for f in ("_debug_emulate", "_host_cuda") if hasattr(torch.ops.shufflenet_fused, f + "_eval")]
+
+
+@pytest.mark.skipif(not FAMILIES, reason="extension built without the test-only ops")
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cuda_backend_keeps_the_reference_pattern_with_degenerate_bn(family, dtype, layout, stride):
+    ops = torch.ops.shufflenet_fused
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
+    w[9, 0, 1, 1] = 0.0
+    w[3, 0, 1, 1] = 0.0
+    gamma, beta, rm, rv = _bn(dtype)
+    got = getattr(ops, family + "_eval")(x, w, rm, rv, gamma, beta, 3, stride, 0.0, True)
+    want = sf.reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, groups=3, stride=stride, training=False,
+                                          eps=0.0, order="shuffle_last")  # fmt: skip
+    _pattern_equal(got, want, "eval output")
+    tg, tb = _training_bn(dtype)
+    got, _, _ = getattr(ops, family + "_train")(x, w, tg, tb, 3, stride, 1e-5, True)
+    want = sf.reference.shuffle_dwconv_bn(x, w, None, None, tg, tb, groups=3, stride=stride, training=True,
+                                          order="shuffle_last")  # fmt: skip
+    _pattern_equal(got, want, "training output")

@@ -51,6 +51,14 @@ struct ShiftedSums {
 // BN(z) = z * scale + shift.
 struct ScaleShift {
   double scale, shift;
+
+  // Whether conv(x, w * scale) + shift has the NaN/Inf pattern of
+  // conv(x, w) * scale + shift, as F.batch_norm computes it: only when both
+  // are finite (a zero tap times an infinite scale is NaN; an infinite scale
+  // times a zero conv output is NaN too, but not in the same places).
+  // (v - v == 0 exactly when v is finite; no <cmath> call, so device code
+  // uses the same test.)
+  SF_HD bool foldable() const { return scale - scale == 0.0 && shift - shift == 0.0; }
 };
 
 // Eval: running statistics.

@@ -123,8 +123,7 @@ SF_HD void finish_stats(const FinalizeStatsArgs<scalar_t, acc_t>& a, int64_t c, 
   const double gamma = optional_param(a.gamma, p, 1.0);
   const double beta = optional_param(a.beta, p, 0.0);
   const ScaleShift f = fold_batch_stats(mean, invstd, gamma, beta);
-  write_scaled_taps<scalar_t, acc_t>(a.table, C, a.KK, c, a.weight, p, f.scale);
-  a.table[(a.KK + kRowShift) * C + c] = static_cast<acc_t>(f.shift);
+  write_eval_coefs<scalar_t, acc_t>(a.table, C, a.KK, c, a.weight, p, f);
 }
 
 template <typename acc_t>

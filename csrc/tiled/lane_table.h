@@ -19,20 +19,22 @@ namespace shufflenet_fused {
 namespace tiled {
 
 // Rows of the lane table after the K*K weight taps.
-enum : int { kRowShift = 0, kRowMean = 1, kRowA = 2, kRowB = 3, kRowD = 4, kCoefRows = 5 };
+enum : int { kRowShift = 0, kRowScale = 1, kRowMean = 2, kRowA = 3, kRowB = 4, kRowD = 5, kCoefRows = 6 };
 
-// One lane's column of the table: y = conv(w) + shift (eval), and the BN
-// backward dz = A * g + B * (z - mean) + D (common/bn_math.h).
+// One lane's column of the table: y = conv(w) * scale + shift (eval; scale is
+// 1 where BN is folded into the taps), and the BN backward
+// dz = A * g + B * (z - mean) + D (common/bn_math.h).
 template <int KK, typename acc_t>
 struct LaneCoefs {
   Taps<KK, acc_t> w;
-  acc_t shift, mean, A, B, D;
+  acc_t shift, scale, mean, A, B, D;
 };
 
 template <int KK, typename acc_t>
 SF_HD void load_lane_coefs(const acc_t* table, int64_t C, int64_t c, LaneCoefs<KK, acc_t>& lc) {
   lc.w.load(table + c, C);
   lc.shift = table[(KK + kRowShift) * C + c];
+  lc.scale = table[(KK + kRowScale) * C + c];
   lc.mean = table[(KK + kRowMean) * C + c];
   lc.A = table[(KK + kRowA) * C + c];
   lc.B = table[(KK + kRowB) * C + c];
@@ -59,8 +61,20 @@ SF_HD void write_scaled_taps(acc_t* table, int64_t C, int KK, int64_t c, const s
     table[t * C + c] = static_cast<acc_t>(weight_at<scalar_t, acc_t>(weight, p * KK + t) * scale);
 }
 
+// The eval coefficients of lane channel c: BN folded into the taps (taps =
+// w * scale, scale row 1) where that keeps F.batch_norm's NaN/Inf pattern,
+// else taps = w and BN applied to the conv output (scale row = scale).
+template <typename scalar_t, typename acc_t>
+SF_HD void write_eval_coefs(acc_t* table, int64_t C, int KK, int64_t c, const scalar_t* weight, int64_t p,
+                            const ScaleShift& f) {
+  const bool fold = f.foldable();
+  write_scaled_taps<scalar_t, acc_t>(table, C, KK, c, weight, p, fold ? f.scale : 1.0);
+  table[(KK + kRowScale) * C + c] = static_cast<acc_t>(fold ? 1.0 : f.scale);
+  table[(KK + kRowShift) * C + c] = static_cast<acc_t>(f.shift);
+}
+
 enum class Prep : int {
-  Eval,      // taps = w * scale, shift row: BN folded with running statistics
+  Eval,      // write_eval_coefs with running statistics
   Raw,       // taps = w (statistics pass of the training forward)
   Backward,  // taps = w, mean row, A = gamma * invstd (B = D = 0: frozen statistics)
 };
@@ -87,19 +101,16 @@ SF_HD void prep_lane(Prep kind, const PrepArgs<scalar_t, acc_t>& a, int64_t c) {
   const int64_t p = ChannelMap(a.C, a.groups, a.shuffle_last).lane_of_input(c).param;
   const double gamma = optional_param(a.gamma, p, 1.0);
   const double beta = optional_param(a.beta, p, 0.0);
-  double scale = 1.0, shift = 0.0, mean = 0.0;
+  ScaleShift f{1.0, 0.0};
+  double mean = 0.0;
   BnBackwardCoefs k{0.0, 0.0, 0.0};
   if (kind == Prep::Eval) {
-    const ScaleShift f =
-        fold_running_stats(static_cast<double>(a.mean[p]), static_cast<double>(a.var[p]), gamma, beta, a.eps);
-    scale = f.scale;
-    shift = f.shift;
+    f = fold_running_stats(static_cast<double>(a.mean[p]), static_cast<double>(a.var[p]), gamma, beta, a.eps);
   } else if (kind == Prep::Backward) {
     mean = static_cast<double>(a.mean[p]);
     k = bn_backward_coefs(gamma, static_cast<double>(a.invstd[p]), 0.0, 0.0, 0.0, /*training=*/false);
   }
-  write_scaled_taps<scalar_t, acc_t>(a.table, a.C, a.KK, c, a.weight, p, scale);
-  a.table[(a.KK + kRowShift) * a.C + c] = static_cast<acc_t>(shift);
+  write_eval_coefs<scalar_t, acc_t>(a.table, a.C, a.KK, c, a.weight, p, f);
   a.table[(a.KK + kRowMean) * a.C + c] = static_cast<acc_t>(mean);
   a.table[(a.KK + kRowA) * a.C + c] = static_cast<acc_t>(k.A);
   a.table[(a.KK + kRowB) * a.C + c] = static_cast<acc_t>(k.B);

@@ -30,7 +30,7 @@ namespace tiled {
 
 // What a conv pass does with the conv output z of each lane.
 enum class TilePass : int {
-  Eval,       // write y = conv * folded scale + shift
+  Eval,       // write y = conv * scale + shift (lane_table.h)
   Stats,      // partial moments of z (training forward, pass 1)
   GradStats,  // partial sum(g), sum(g * (z - mean)) (backward, pass 1)
   Dz,         // write dz = BN backward(g); partial weight gradient (backward, pass 2)
@@ -140,7 +140,7 @@ SF_HD void chunk_epilogue(const TileArgs<scalar_t, acc_t>& a, const LaneChannels
     scalar_t* out = a.y + n * g.os[0] + lane.output * g.os[1] + oh * g.os[2] + ow0 * g.os[3];
     SF_UNROLL
     for (int v = 0; v < kChunk; ++v)
-      if (v < nvalid) out[v * g.os[3]] = static_cast<scalar_t>(z[v] + lc.shift);
+      if (v < nvalid) out[v * g.os[3]] = static_cast<scalar_t>(z[v] * lc.scale + lc.shift);
   } else if constexpr (P == TilePass::Stats) {
     SF_UNROLL
     for (int v = 0; v < kChunk; ++v)
