@@ -18,6 +18,7 @@
 #include "common/bn_math.h"
 #include "common/channel_map.h"
 #include "common/checks.h"
+#include "cpu/eval_tiles.h"
 #include "cpu/host_values.h"
 #include "cpu/kernel_table.h"
 
@@ -29,14 +30,18 @@ namespace {
 // NCHW views of channels_last tensors) come from a per-thread cache of
 // `kStagingSlots` buffers instead of fresh allocations: glibc returns a freed
 // multi-MB block to the OS, and faulting it back in on every call cost more
-// than the copy. Each slot keeps the largest buffer it has needed, until the
-// thread exits.
+// than the copy. Each slot keeps the largest buffer it has needed up to
+// kKeptStagingBytes (a ShuffleNet activation at batch 64 fits); a larger one
+// is allocated for the call and freed when it returns.
 constexpr int kStagingSlots = 3;
+constexpr int64_t kKeptStagingBytes = int64_t(128) << 20;
 
 at::Tensor staging_buffer(int slot, at::IntArrayRef sizes, const at::TensorOptions& options) {
   thread_local std::array<at::Tensor, kStagingSlots> cache;
-  at::Tensor& buf = cache[slot];
   const int64_t numel = c10::multiply_integers(sizes);
+  if (numel * static_cast<int64_t>(options.dtype().itemsize()) > kKeptStagingBytes)
+    return at::empty(sizes, options.memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor& buf = cache[slot];
   if (!buf.defined() || buf.numel() < numel || buf.scalar_type() != options.dtype().toScalarType())
     buf = at::empty({numel}, options.memory_format(at::MemoryFormat::Contiguous));
   return buf.narrow(0, 0, numel).view(sizes);
@@ -132,7 +137,9 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   const std::vector<double> ones(foldable ? 0 : g.C, 1.0), zeros(foldable ? 0 : g.C, 0.0);
   const EvalParams p{x, w, foldable ? scale : ones, foldable ? shift : zeros, g, groups, shuffle_last, y};
   if (format == at::MemoryFormat::ChannelsLast) {
-    active_kernels().eval_channels_last(p);
+    active_kernels().eval_channels_last(p);  // row by row: memory bounded by a row
+  } else if (eval_runs_in_tiles(g)) {
+    eval_in_tiles(p);
   } else {
     active_kernels().eval(p);
   }

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/checks.h"
@@ -67,7 +68,7 @@ inline bool try_eval_channels_last(const EvalParams&, const acc_t*, const acc_t*
 
 // What an ISA precomputes once per call for its lane paths (nullptr: none).
 struct LanePlan;
-inline const LanePlan* lane_plan(const ConvGeometry&) { return nullptr; }
+inline std::shared_ptr<const LanePlan> lane_plan(const ConvGeometry&) { return nullptr; }
 
 // Whether the lane paths below always take a lane of this kind (they then
 // stage nothing, so the generic kernels allocate no staging buffers).

@@ -43,7 +43,8 @@ void train_kernel(const TrainParams& P) {
   using acc_t = at::opmath_type<scalar_t>;
   const ConvGeometry& g = P.g;
   const FlatStack f(g);
-  const hooks::LanePlan* plan = hooks::lane_plan(g);
+  const auto plan_ref = hooks::lane_plan(g);
+  const hooks::LanePlan* plan = plan_ref.get();
   const ChannelMap map(g.C, P.groups, P.shuffle_last);
   const std::vector<acc_t> w(P.weight.begin(), P.weight.end());
   const scalar_t* xd = P.x.data_ptr<scalar_t>();

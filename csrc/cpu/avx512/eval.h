@@ -53,7 +53,8 @@ struct FoldedTaps {
 template <typename scalar_t>
 void eval_windowed_kernel(const EvalParams& P) {
   const ConvGeometry& g = P.g;
-  const WindowedPlan& plan = windowed_plan_for(g.H, g.W, g.K);
+  const PlanRef plan_ref = windowed_plan_for(g.H, g.W, g.K);
+  const WindowedPlan& plan = *plan_ref;
   const int64_t KK = g.K * g.K, plane = g.H * g.W;
   const FoldedTaps folded(P);
   const float* taps = folded.taps.get();

@@ -110,10 +110,11 @@ inline bool try_eval_channels_last(const EvalParams& P, const acc_t* taps, const
 
 // ------------------------------------------------- training and backward ----
 
-// Stride 1: the windowed plan of the geometry (masks and window policy).
+// Stride 1: the windowed plan of the geometry (masks and window policy),
+// held by the op for the duration of the call.
 using LanePlan = WindowedPlan;
-inline const LanePlan* lane_plan(const ConvGeometry& g) {
-  return g.stride == 1 ? &windowed_plan_for(g.H, g.W, g.K) : nullptr;
+inline std::shared_ptr<const LanePlan> lane_plan(const ConvGeometry& g) {
+  return g.stride == 1 ? windowed_plan_for(g.H, g.W, g.K) : nullptr;
 }
 
 // Stride 1 (float32/bfloat16/float16): conv, weight gradient and grad_input

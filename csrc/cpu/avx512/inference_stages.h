@@ -232,7 +232,8 @@ struct Avx512Stages : PortableStages {
                            y + c * y_pitch + j * out_plane);
       return;
     }
-    const WindowedPlan& plan = windowed_plan_for(H, W, 3);
+    const PlanRef plan_ref = windowed_plan_for(H, W, 3);
+    const WindowedPlan& plan = *plan_ref;
     constexpr int64_t kBatch = 32;
     const float* xs[kBatch];
     const float* ws[kBatch];

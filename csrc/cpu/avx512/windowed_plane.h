@@ -12,6 +12,10 @@
 
 #include "cpu/avx512/target.h"
 
+#include <cstddef>
+#include <memory>
+#include <vector>
+
 #include "cpu/avx512/row16.h"
 #include "cpu/isa_namespace.h"
 #include "cpu/plane_loops.h"
@@ -93,16 +97,40 @@ struct WindowedPlan {
   }
 };
 
-// The plan of an H x W x K geometry, built once per calling thread: a model
-// has a handful of distinct geometries, and building the masks of a 56x56
-// plane costs about as much as convolving a few of its planes.
-inline const WindowedPlan& windowed_plan_for(int64_t H, int64_t W, int64_t K) {
-  thread_local std::vector<std::unique_ptr<WindowedPlan>> cache;
-  for (const auto& p : cache)
-    if (p->H == H && p->W == W && p->K == K) return *p;
-  if (cache.size() >= 16) cache.clear();
-  cache.push_back(std::make_unique<WindowedPlan>(H, W, K));
-  return *cache.back();
+// Bytes a plan holds (masks: K*K/8 per plane pixel).
+inline size_t plan_bytes(const WindowedPlan& p) {
+  return sizeof(p) + p.masks.capacity() * sizeof(__mmask16) + p.window_index.capacity() * sizeof(int32_t);
+}
+
+// Each thread keeps recent plans up to this many bytes; a plan larger than a
+// quarter of it (a plane of about 700K pixels at K = 7, 3M at K = 3) is never
+// kept, and is freed when its caller returns.
+constexpr size_t kPlanCacheBytes = size_t(16) << 20;
+
+using PlanRef = std::shared_ptr<const WindowedPlan>;
+
+// The plan of an H x W x K geometry, kept per calling thread: a model has a
+// handful of distinct geometries, and building the masks of a 56x56 plane
+// costs about as much as convolving a few of its planes. Oldest plans are
+// dropped first when the cache is full.
+inline PlanRef windowed_plan_for(int64_t H, int64_t W, int64_t K) {
+  struct Cache {
+    std::vector<PlanRef> plans;
+    size_t bytes = 0;
+  };
+  thread_local Cache cache;
+  for (const PlanRef& p : cache.plans)
+    if (p->H == H && p->W == W && p->K == K) return p;
+  PlanRef plan = std::make_shared<const WindowedPlan>(H, W, K);
+  const size_t bytes = plan_bytes(*plan);
+  if (bytes > kPlanCacheBytes / 4) return plan;
+  while (cache.bytes + bytes > kPlanCacheBytes) {
+    cache.bytes -= plan_bytes(*cache.plans.front());
+    cache.plans.erase(cache.plans.begin());
+  }
+  cache.plans.push_back(plan);
+  cache.bytes += bytes;
+  return plan;
 }
 
 // `p` moved by `elements` (possibly outside the plane) without pointer

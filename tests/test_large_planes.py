@@ -1,0 +1,145 @@
+"""Large NCHW planes: the eval op runs them in tiles (csrc/cpu/eval_tiles.h) with bounded memory.
+
+Planes of more than 2^19 input pixels are computed tile by tile, each tile the conv of the
+input window it reads (halo included); rows wider than 2^14 outputs are cut into columns too.
+Checked here: the tiles give the reference's values and NaN/Inf pattern at every ISA level,
+kernel size, stride, dtype and order, across row and column tile borders; and what a call
+needs beyond its input and output, at its peak and kept after it returns, stays within the
+bound the README states (a fresh process per case, reading its RSS and peak RSS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import shufflenet_fused as sf
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 3e-2}
+
+# (N, C, H, W): row bands (730 x 731 > 2^19 pixels), and rows wider than 2^14 outputs (column tiles).
+SHAPES = [(1, 3, 730, 731), (1, 2, 33, 16390)]
+
+
+def _case(shape, k, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64).to(dtype)
+    wt = torch.randn(c, 1, k, k, generator=g, dtype=torch.float64).to(dtype)
+    rm = torch.randn(c, generator=g, dtype=torch.float64).to(dtype)
+    rv = (torch.rand(c, generator=g, dtype=torch.float64) + 0.5).to(dtype)
+    gamma = torch.randn(c, generator=g, dtype=torch.float64).to(dtype)
+    beta = torch.randn(c, generator=g, dtype=torch.float64).to(dtype)
+    return x, wt, rm, rv, gamma, beta
+
+
+def _reference(x, wt, rm, rv, gamma, beta, **kw):
+    args = [t.double() for t in (x, wt, rm, rv, gamma, beta)]
+    return sf.reference.shuffle_dwconv_bn(*args, training=False, **kw)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["row_bands", "column_tiles"])
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2)])
+def test_tiled_eval_matches_the_reference(cpu_isa, shape, k, stride):
+    x, wt, rm, rv, gamma, beta = _case(shape, k, torch.float32, seed=k + stride)
+    kw = dict(groups=shape[1], stride=stride, order="shuffle_last")
+    got = sf.shuffle_dwconv_bn(x, wt, rm, rv, gamma, beta, training=False, **kw)
+    torch.testing.assert_close(got.double(), _reference(x, wt, rm, rv, gamma, beta, **kw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("order", ["shuffle_first", "shuffle_last"])
+def test_tiled_eval_dtypes_and_orders(cpu_isa, dtype, order):
+    shape = (2, 3, 512, 1030)
+    x, wt, rm, rv, gamma, beta = _case(shape, 3, dtype, seed=5)
+    kw = dict(groups=3, stride=1, order=order)
+    got = sf.shuffle_dwconv_bn(x, wt, rm, rv, gamma, beta, training=False, **kw)
+    want = _reference(x, wt, rm, rv, gamma, beta, **kw)
+    torch.testing.assert_close(got.double(), want, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_tiled_eval_keeps_the_nan_inf_pattern_at_tile_borders(cpu_isa, stride):
+    shape = (1, 2, 33, 16390)
+    x, wt, rm, rv, gamma, beta = _case(shape, 3, torch.float32, seed=9)
+    # Around the column tile borders (every 4096 outputs) and the first/last rows and columns.
+    for col in (0, 4095 * stride, 4096 * stride, 4096 * stride + 1, 8192 * stride - 1, 16389):
+        x[0, 0, 5, col] = float("nan")
+        x[0, 1, 32, col] = float("inf")
+        x[0, 1, 0, col] = -float("inf")
+    kw = dict(groups=1, stride=stride, order="shuffle_last")
+    got = sf.shuffle_dwconv_bn(x, wt, rm, rv, gamma, beta, training=False, **kw)
+    want = _reference(x, wt, rm, rv, gamma, beta, **kw)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.isinf(), want.isinf())
+    finite = want.isfinite()
+    torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
+# Per worker thread, what an eval call may use beyond its input and output, at its peak and
+# kept after it returns (README "Memory"): 16 MB of kept windowed plans plus a few tile buffers.
+BOUND_MB_PER_THREAD = 24
+THREADS = 2
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    import shufflenet_fused  # noqa: F401
+
+    def status(field):  # bytes
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+    n, c, h, w, k, stride = map(int, sys.argv[1:7])
+    dtype = getattr(torch, sys.argv[7])
+    torch.set_num_threads(int(sys.argv[8]))
+    ops = torch.ops.shufflenet_fused
+    x = torch.empty(n, c, h, w, dtype=dtype).uniform_(-1, 1)
+    wt = torch.empty(c, 1, k, k, dtype=dtype).uniform_(-1, 1)
+    rm, rv = torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype)
+    ops.dwconv_bn_eval(x[:, :, :8, :8].contiguous(), wt, rm, rv, None, None, 1, stride, 1e-5, False)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak (VmHWM) to the current RSS
+    before = status("VmRSS")
+    y = ops.dwconv_bn_eval(x, wt, rm, rv, None, None, 1, stride, 1e-5, False)
+    out = y.numel() * y.element_size()
+    print(json.dumps(dict(peak=(status("VmHWM") - before - out) / 2**20,
+                          kept=(status("VmRSS") - before - out) / 2**20)))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1, 2, 4500, 4500, 3, 1, "float32"),  # AVX-512: windowed, stride 1
+        (1, 2, 4500, 4500, 7, 1, "float32"),  # kept lane masks: 6 bytes per pixel, untiled
+        (1, 2, 4500, 4500, 5, 2, "float32"),  # staged (flat stack) on every ISA
+        (1, 2, 4500, 4500, 3, 1, "bfloat16"),
+        (1, 1, 40, 300000, 3, 1, "float32"),  # column tiles
+    ],
+    ids=lambda c: "x".join(map(str, c)),
+)
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_eval_memory_is_bounded_per_thread(case, isa):
+    from shufflenet_fused.ops._library import ops
+
+    widest = ops._cpu_isa("auto")
+    if ["baseline", "avx2", "avx512"].index(isa) > ["baseline", "avx2", "avx512"].index(widest):
+        pytest.skip(f"this CPU does not support {isa}")
+    env = dict(os.environ, SHUFFLENET_FUSED_CPU_ISA=isa)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *map(str, case), str(THREADS)],
+        env=env, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    mb = json.loads(proc.stdout.strip().splitlines()[-1])
+    bound = BOUND_MB_PER_THREAD * THREADS
+    assert mb["peak"] <= bound, f"peak {mb['peak']:.1f} MB beyond input and output (bound {bound} MB)"
+    assert mb["kept"] <= bound, f"{mb['kept']:.1f} MB kept after the call (bound {bound} MB)"
