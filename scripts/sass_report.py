@@ -125,7 +125,10 @@ def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geo
         return lp.count("FFMA") + lp.count("DFMA")
 
     work = max(outermost_inner, key=fmas)
-    stage = next((lp for lp in outermost_inner if lp.count("STS")), None) if kind == "nchw" else None
+    # Staging may exist twice (32- and 64-bit plane offsets); the DESIGN shapes take the
+    # 32-bit one, the shorter.
+    stages = [lp for lp in outermost_inner if lp.count("STS")]
+    stage = min(stages, key=lambda lp: len(lp.body) / lp.count("STS")) if kind == "nchw" else None
     overhead = len(unit.body) - sum(len(lp.body) for lp in outermost_inner)
     # The work loop may hold an inner loop (channels_last: the chunks of a row): its body is
     # the per-chunk cost, the rest of the work loop runs once per row.

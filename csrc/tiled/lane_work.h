@@ -182,20 +182,50 @@ SF_HD int valid_in_chunk(int64_t Wo, int64_t ow0) {
 
 // NCHW, phase 1 (all lanes): stage the input tile + halo of plane (n, c) as
 // acc_t, zeros outside the image, so phase 2 runs without border checks.
+// Lane l stages elements l, l + nlanes, ... of the row-major tile, walking
+// (row, column) and the element's offset in the plane by a fixed step instead
+// of dividing each element index by the pitch; one unsigned compare per axis
+// tests the image border (a coordinate before it wraps to a large value).
+// Offsets within the plane are `index_t`: 32-bit when the plane (halo rows
+// included) has fewer than 2^31 elements, so the loop has no 64-bit arithmetic.
+template <typename index_t, typename scalar_t, typename acc_t>
+SF_HD void stage_plane_tile(const scalar_t* plane, index_t H, index_t W, index_t row_pitch, index_t ih0, index_t iw0,
+                            int total, int pitch, acc_t* tile, int lane, int nlanes) {
+  using uindex_t = typename std::make_unsigned<index_t>::type;
+  const int step_r = nlanes / pitch, step_q = nlanes - step_r * pitch;
+  int q = lane % pitch;
+  index_t ih = ih0 + lane / pitch;
+  index_t off = ih * row_pitch + iw0 + q;
+  const index_t step_off = step_r * row_pitch + step_q, wrap_off = row_pitch - pitch;
+  for (int e = lane; e < total; e += nlanes) {
+    const bool inside = static_cast<uindex_t>(ih) < static_cast<uindex_t>(H) &&
+                        static_cast<uindex_t>(iw0 + q) < static_cast<uindex_t>(W);
+    tile[e] = inside ? static_cast<acc_t>(plane[off]) : acc_t(0);
+    q += step_q;
+    ih += step_r;
+    off += step_off;
+    if (q >= pitch) {
+      q -= pitch;
+      ++ih;
+      off += wrap_off;
+    }
+  }
+}
+
 template <int K, int S, typename scalar_t, typename acc_t>
 SF_HD void nchw_stage_input(const TileArgs<scalar_t, acc_t>& a, const TilePlan& p, const Unit& u, acc_t* tile,
                             int lane, int nlanes) {
   const Geo& g = a.geo;
   const scalar_t* plane = a.x + u.n * g.xs[0] + u.c * g.xs[1];
-  const int64_t ih0 = window_start(u.th * p.TH, K, S);
-  const int64_t iw0 = window_start(u.tw * p.TW, K, S);
+  const int64_t ih0 = window_start(u.th * p.TH, K, S), iw0 = window_start(u.tw * p.TW, K, S);
   const int total = p.in_rows * p.pitch;
-  for (int e = lane; e < total; e += nlanes) {
-    const int r = e / p.pitch;
-    const int q = e - r * p.pitch;
-    const int64_t ih = ih0 + r, iw = iw0 + q;
-    tile[e] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? static_cast<acc_t>(plane[ih * g.xs[2] + iw])
-                                                          : acc_t(0);
+  // The walk's offsets reach from a halo row above the plane to one below it.
+  if ((g.H + 2 * K) * g.xs[2] < (int64_t(1) << 31)) {
+    stage_plane_tile<int32_t>(plane, static_cast<int32_t>(g.H), static_cast<int32_t>(g.W),
+                              static_cast<int32_t>(g.xs[2]), static_cast<int32_t>(ih0), static_cast<int32_t>(iw0),
+                              total, p.pitch, tile, lane, nlanes);
+  } else {
+    stage_plane_tile<int64_t>(plane, g.H, g.W, g.xs[2], ih0, iw0, total, p.pitch, tile, lane, nlanes);
   }
 }
 
