@@ -36,6 +36,19 @@ def _bn(dtype):
     return gamma, beta, rm, rv
 
 
+def _input_and_weight(seed, dtype, layout, zero_taps=()):
+    """x (2, C, 9, 11) in `layout` and 3x3 weights, with the centre tap of `zero_taps` zeroed
+    (0 * inf = NaN if an infinite scale were folded into it)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
+    for c in zero_taps:
+        w[c, 0, 1, 1] = 0.0
+    return x, w
+
+
 def _pattern_equal(a, b, what):
     assert torch.equal(torch.isnan(a), torch.isnan(b)), f"{what}: NaN at {int(torch.isnan(a).sum())}, " \
         f"reference {int(torch.isnan(b).sum())}"
@@ -51,12 +64,7 @@ def _pattern_equal(a, b, what):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("order", ["shuffle_first", "shuffle_last"])
 def test_eval_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype, layout, stride, order):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
-    w[9, 0, 1, 1] = 0.0  # a zero tap: 0 * inf = NaN if scale were folded into it
+    x, w = _input_and_weight(0, dtype, layout, zero_taps=(9,))
     gamma, beta, rm, rv = _bn(dtype)
     kw = dict(groups=3, stride=stride, training=False, eps=0.0, order=order)
     got = sf.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, **kw)
@@ -97,12 +105,7 @@ def _training_bn(dtype):
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_training_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype, layout, stride):
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
-    w[3, 0, 1, 1] = 0.0  # a zero tap of the channel with gamma = inf
+    x, w = _input_and_weight(2, dtype, layout, zero_taps=(3,))  # channel 3: gamma = inf
     gamma, beta = _training_bn(dtype)
     kw = dict(groups=3, stride=stride, training=True, order="shuffle_last")
     got = sf.shuffle_dwconv_bn(x, w, None, None, gamma, beta, **kw)
@@ -122,13 +125,7 @@ FAMILIES = [f for f in ("_debug_emulate", "_host_cuda") if hasattr(torch.ops.shu
 @pytest.mark.parametrize("stride", [1, 2])
 def test_cuda_backend_keeps_the_reference_pattern_with_degenerate_bn(family, dtype, layout, stride):
     ops = torch.ops.shufflenet_fused
-    g = torch.Generator().manual_seed(4)
-    x = torch.randn(2, C, 9, 11, generator=g, dtype=dtype)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(C, 1, 3, 3, generator=g, dtype=dtype)
-    w[9, 0, 1, 1] = 0.0
-    w[3, 0, 1, 1] = 0.0
+    x, w = _input_and_weight(4, dtype, layout, zero_taps=(3, 9))
     gamma, beta, rm, rv = _bn(dtype)
     got = getattr(ops, family + "_eval")(x, w, rm, rv, gamma, beta, 3, stride, 0.0, True)
     want = sf.reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, groups=3, stride=stride, training=False,
