@@ -9,7 +9,8 @@ of the tile plans (``_debug_tile_plan``, a test-only op) for the DESIGN shapes:
 - the unit loop: one warp unit (NCHW: an output tile of one plane; channels_last: a tile of
   32 channels); the instructions outside its inner loops run once per unit;
 - the staging loop (NCHW: contains the shared-memory stores): one body stages 32 x (number of
-  STS in it) input elements;
+  STS in it) input elements; where a unit holds several planes, the loop around it runs once
+  per plane;
 - the work loop (contains the output stores): one body writes up to 32 x (number of STG in it)
   outputs.
 
@@ -109,14 +110,18 @@ def loops(code: list[tuple[int, str]]) -> list[Loop]:
 def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geometry: tuple[int, ...]) -> dict:
     """Warp-instructions per output of one conv kernel for one plan."""
     n, c, h, w, k, s = geometry
-    th, tw, chunks_w, in_rows, pitch, tiles_h, tiles_w, units = plan
+    th, tw, chunks_w, in_rows, pitch, tiles_h, tiles_w, units, planes = plan
     ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
     outputs_per_unit = n * c * ho * wo / units
     lps = loops(fn)
     unit = max(lps, key=lambda lp: lp.end - lp.start)
-    inner = [lp for lp in lps if lp is not unit and unit.start <= lp.start and lp.end <= unit.end]
-    outermost_inner = [lp for lp in inner if not any(o is not lp and o.start <= lp.start and lp.end <= o.end
-                                                     for o in inner)]  # fmt: skip
+
+    def inside(outer: Loop) -> list[Loop]:
+        """The loops directly inside `outer` (not inside another of its loops)."""
+        nested = [lp for lp in lps if lp is not outer and outer.start <= lp.start and lp.end <= outer.end]
+        return [lp for lp in nested if not any(o is not lp and o.start <= lp.start and lp.end <= o.end
+                                               for o in nested)]  # fmt: skip
+
     # A body's outputs per lane: its multiply-adds over those of one output (K*K taps; the
     # dz pass adds K*K weight-gradient products).
     fma_per_output = k * k * (2 if pass_ == "dz" else 1)
@@ -124,16 +129,13 @@ def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geo
     def fmas(lp: Loop) -> int:
         return lp.count("FFMA") + lp.count("DFMA")
 
-    work = max(outermost_inner, key=fmas)
-    # Staging may exist twice (32- and 64-bit plane offsets); the DESIGN shapes take the
-    # 32-bit one, the shorter.
-    stages = [lp for lp in outermost_inner if lp.count("STS")]
-    stage = min(stages, key=lambda lp: len(lp.body) / lp.count("STS")) if kind == "nchw" else None
-    overhead = len(unit.body) - sum(len(lp.body) for lp in outermost_inner)
+    top = inside(unit)
+    work = max(top, key=fmas)
+    overhead = len(unit.body) - sum(len(lp.body) for lp in top)
     # The work loop may hold an inner loop (channels_last: the chunks of a row): its body is
     # the per-chunk cost, the rest of the work loop runs once per row.
-    work_inner = [lp for lp in inner if work.start <= lp.start and lp.end <= work.end and lp is not work]
-    body = max(work_inner, key=fmas) if work_inner and fmas(max(work_inner, key=fmas)) else work
+    work_inner = [lp for lp in inside(work) if fmas(lp)]
+    body = max(work_inner, key=fmas) if work_inner else work
     lane_outputs = fmas(body) / fma_per_output
     per_work = len(body.body) / (32 * lane_outputs)
     if body is not work:  # the row loop's own instructions, once per TH rows of TW outputs
@@ -142,12 +144,21 @@ def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geo
            "work_body": len(body.body), "work_lane_outputs": lane_outputs, "work": per_work}  # fmt: skip
     if kind == "cl":
         res["total"] = res["unit_overhead"] + per_work
-    else:
-        staged = in_rows * pitch
-        per_stage = len(stage.body) / (32 * stage.count("STS"))
-        res.update(stage_body=len(stage.body), stage_stores=stage.count("STS"),
-                   stage=per_stage * staged / outputs_per_unit)  # fmt: skip
-        res["total"] = res["unit_overhead"] + res["stage"] + per_work
+        return res
+    # NCHW staging: either loops right inside the unit loop, or inside a loop over the unit's
+    # planes, whose own instructions then run once per plane. It may exist twice (32- and
+    # 64-bit plane offsets); the DESIGN shapes take the 32-bit one, the shorter.
+    outer = next(lp for lp in top if lp.count("STS"))
+    stages = [lp for lp in inside(outer) if lp.count("STS")] or [lp for lp in top if lp.count("STS")]
+    stage = min(stages, key=lambda lp: len(lp.body) / lp.count("STS"))
+    per_plane = 0
+    if stage is not outer and outer in top:
+        per_plane = len(outer.body) - sum(len(lp.body) for lp in inside(outer))
+    staged = planes * in_rows * pitch
+    per_stage = len(stage.body) / (32 * stage.count("STS"))
+    res.update(stage_body=len(stage.body), stage_stores=stage.count("STS"),
+               stage=(per_stage * staged + per_plane * planes) / outputs_per_unit)  # fmt: skip
+    res["total"] = res["unit_overhead"] + res["stage"] + per_work
     return res
 
 

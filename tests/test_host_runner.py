@@ -81,6 +81,15 @@ def test_float32_and_low_precision(dtype, k, stride, layout):
     _run(2, 40, 8, 9, k, stride, 4, ORDERS[k % 2], layout, dtype=dtype)
 
 
+# NCHW units of several planes (tiled/tile_plan.h: a tile covering its whole plane stacks
+# batch entries of one channel): 7 batch entries of 7x7 planes make blocks of 6 and a last
+# block of 1 (the test executors plan blocks for any grid size).
+@pytest.mark.parametrize("k", [3, 7])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_plane_blocks_with_a_partial_last_block(k, dtype):
+    _run(7, 12, 7, 7, k, 1, 3, "shuffle_last", "nchw", dtype=dtype)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_without_affine(layout):
     _run(2, 12, 6, 7, 3, 2, 3, "shuffle_last", layout, affine=False)

@@ -180,3 +180,24 @@ def test_emulated_ops_reject_bad_arguments_like_the_real_ops():
         ops._debug_emulate_eval(x, w, s, s, None, None, 3, 3, 1e-5, False)
     with pytest.raises(RuntimeError, match="more than 1 value"):
         ops._debug_emulate_train(x[:, :, :1, :1], w, None, None, 3, 1, 1e-5, False)
+
+
+# The tile plans a GPU runs (_debug_tile_plan: [TH, TW, chunks_w, in_rows, pitch, tiles_h,
+# tiles_w, units, planes]): NCHW plane blocks only where one tile covers the plane, never more planes
+# than the batch, within the 6 KiB of shared memory per warp, and only while the grid keeps
+# 2048 units where the problem has that many.
+@pytest.mark.skipif(not hasattr(ops, "_debug_tile_plan"), reason="extension built without the debug ops")
+@pytest.mark.parametrize("n,c,h,k,s", [(64, 240, 7, 3, 1), (64, 240, 7, 7, 1), (64, 240, 14, 3, 1),
+                                       (64, 120, 28, 3, 1), (64, 60, 56, 3, 2), (3, 24, 7, 3, 1),
+                                       (256, 960, 7, 5, 1), (1, 240, 7, 3, 1)])  # fmt: skip
+@pytest.mark.parametrize("acc_bytes", [4, 8])
+def test_plane_blocks_in_gpu_tile_plans(n, c, h, k, s, acc_bytes):
+    plan = ops._debug_tile_plan(n, c, h, h, k, s, False, acc_bytes)
+    th, tw, chunks_w, in_rows, pitch, tiles_h, tiles_w, units, planes = plan
+    assert units == -(-n // planes) * tiles_h * tiles_w * c
+    assert 1 <= planes <= n
+    assert planes * in_rows * pitch * acc_bytes <= 6 * 1024 or planes == 1
+    if planes > 1:
+        assert tiles_h * tiles_w == 1 and units >= 2048
+    if n * c >= 2 * 2048 and tiles_h * tiles_w == 1 and th * chunks_w <= 16:
+        assert planes > 1, "small planes of a large batch should share units"

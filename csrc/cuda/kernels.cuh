@@ -113,7 +113,7 @@ __global__ void prep_kernel(tiled::Prep kind, tiled::PrepArgs<scalar_t, acc_t> a
   if (c < a.C) tiled::prep_lane(kind, a, c);
 }
 
-// NCHW conv pass: a warp per (n, lane channel, output tile).
+// NCHW conv pass: a warp per (block of batch entries, lane channel, output tile).
 template <TilePass P, int K, int S, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBlockThreads, 1)
     nchw_tile_kernel(tiled::TileArgs<scalar_t, acc_t> a, tiled::TilePlan p) {
@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
   acc_t* tile = warp_smem<acc_t>(smem_raw, p.smem_elems);
   const ChannelMap map = a.geo.channel_map();
   for (int64_t u = w.first; u < p.units; u += w.step) {
-    const tiled::Unit unit = tiled::decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
+    const tiled::Unit unit = tiled::decode_nchw_tile_unit(u, p, a.geo.N, a.geo.C);
     tiled::nchw_stage_input<K, S>(a, p, unit, tile, w.lane, kLanes);
     const LaneChannels channels = map.lane_of_input(unit.c);
     tiled::LaneCoefs<K * K, acc_t> coefs;

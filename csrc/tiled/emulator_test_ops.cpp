@@ -52,6 +52,9 @@ double strand_tree(std::vector<double> red) {
 }
 
 struct EmuExec {
+  // Plane blocks wherever a tile covers its plane (a GPU plans them only for
+  // large grids), so the small test shapes run them.
+  static constexpr int64_t kBlockMinUnits = 1;
   void fresh(at::Tensor& t) { t.fill_(std::numeric_limits<double>::quiet_NaN()); }
 
   template <typename scalar_t, typename acc_t>
@@ -78,7 +81,7 @@ struct EmuExec {
           if constexpr (P != TilePass::Eval) write_partial<P, K * K>(a, p.slots, unit.slot, c, acc.partial());
         }
       } else {
-        const Unit unit = decode_nchw_unit(u, p.tiles_h, p.tiles_w, a.geo.C);
+        const Unit unit = decode_nchw_tile_unit(u, p, a.geo.N, a.geo.C);
         std::fill(tile.begin(), tile.end(), std::numeric_limits<acc_t>::quiet_NaN());
         for (int lane = 0; lane < kLanes; ++lane) nchw_stage_input<K, S>(a, p, unit, tile.data(), lane, kLanes);
         LaneCoefs<K * K, acc_t> coefs;

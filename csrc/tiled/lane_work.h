@@ -180,34 +180,49 @@ SF_HD int valid_in_chunk(int64_t Wo, int64_t ow0) {
   return Wo - ow0 < kChunk ? static_cast<int>(Wo - ow0) : kChunk;
 }
 
-// NCHW, phase 1 (all lanes): stage the input tile + halo of plane (n, c) as
-// acc_t, zeros outside the image, so phase 2 runs without border checks.
-// Lane l stages elements l, l + nlanes, ... of the row-major tile, walking
-// (row, column) and the element's offset in the plane by a fixed step instead
-// of dividing each element index by the pitch; one unsigned compare per axis
-// tests the image border (a coordinate before it wraps to a large value).
-// Offsets within the plane are `index_t`: 32-bit when the plane (halo rows
-// included) has fewer than 2^31 elements, so the loop has no 64-bit arithmetic.
+// NCHW, phase 1 (all lanes): stage the input tile + halo of each of the
+// unit's planes as acc_t, zeros outside the image, so phase 2 runs without
+// border checks. The planes are staged one after the other, in_rows * pitch
+// apart. Lane l stages elements l, l + nlanes, ... of each row-major tile,
+// walking (row, column) and the element's offset in the plane by a fixed step
+// instead of dividing each element index by the pitch; one unsigned compare
+// per axis tests the image border (a coordinate before it wraps to a large
+// value). Offsets within the plane are `index_t`: 32-bit when the plane (halo
+// rows included) has fewer than 2^31 elements, so the loop has no 64-bit
+// arithmetic. (One walk over all planes' rows, wrapping from plane to plane,
+// counted more instructions per element than this loop per plane.)
+
+// Where lane l starts in a tile of rows `pitch` long, and its step.
+struct TileWalk {
+  int r0, q0, step_r, step_q;
+  SF_HD TileWalk(int lane, int nlanes, int pitch)
+      : r0(lane / pitch), q0(lane % pitch), step_r(nlanes / pitch), step_q(nlanes % pitch) {}
+};
+
 template <typename index_t, typename scalar_t, typename acc_t>
-SF_HD void stage_plane_tile(const scalar_t* plane, index_t H, index_t W, index_t row_pitch, index_t ih0, index_t iw0,
-                            int total, int pitch, acc_t* tile, int lane, int nlanes) {
+SF_HD void stage_planes_walk(const scalar_t* x, int64_t plane_pitch, int planes, index_t H, index_t W,
+                             index_t row_pitch, index_t ih0, index_t iw0, int total, int pitch, const TileWalk& walk,
+                             acc_t* tile, int lane, int nlanes) {
   using uindex_t = typename std::make_unsigned<index_t>::type;
-  const int step_r = nlanes / pitch, step_q = nlanes - step_r * pitch;
-  int q = lane % pitch;
-  index_t ih = ih0 + lane / pitch;
-  index_t off = ih * row_pitch + iw0 + q;
-  const index_t step_off = step_r * row_pitch + step_q, wrap_off = row_pitch - pitch;
-  for (int e = lane; e < total; e += nlanes) {
-    const bool inside = static_cast<uindex_t>(ih) < static_cast<uindex_t>(H) &&
-                        static_cast<uindex_t>(iw0 + q) < static_cast<uindex_t>(W);
-    tile[e] = inside ? static_cast<acc_t>(plane[off]) : acc_t(0);
-    q += step_q;
-    ih += step_r;
-    off += step_off;
-    if (q >= pitch) {
-      q -= pitch;
-      ++ih;
-      off += wrap_off;
+  const index_t step_off = walk.step_r * row_pitch + walk.step_q, wrap_off = row_pitch - pitch;
+  for (int b = 0; b < planes; ++b) {
+    const scalar_t* plane = x + b * plane_pitch;
+    acc_t* out = tile + b * total;
+    int q = walk.q0;
+    index_t ih = ih0 + walk.r0;
+    index_t off = ih * row_pitch + iw0 + q;
+    for (int e = lane; e < total; e += nlanes) {
+      const bool inside = static_cast<uindex_t>(ih) < static_cast<uindex_t>(H) &&
+                          static_cast<uindex_t>(iw0 + q) < static_cast<uindex_t>(W);
+      out[e] = inside ? static_cast<acc_t>(plane[off]) : acc_t(0);
+      q += walk.step_q;
+      ih += walk.step_r;
+      off += step_off;
+      if (q >= pitch) {
+        q -= pitch;
+        ++ih;
+        off += wrap_off;
+      }
     }
   }
 }
@@ -216,36 +231,52 @@ template <int K, int S, typename scalar_t, typename acc_t>
 SF_HD void nchw_stage_input(const TileArgs<scalar_t, acc_t>& a, const TilePlan& p, const Unit& u, acc_t* tile,
                             int lane, int nlanes) {
   const Geo& g = a.geo;
-  const scalar_t* plane = a.x + u.n * g.xs[0] + u.c * g.xs[1];
+  const scalar_t* first = a.x + u.n * g.xs[0] + u.c * g.xs[1];
   const int64_t ih0 = window_start(u.th * p.TH, K, S), iw0 = window_start(u.tw * p.TW, K, S);
   const int total = p.in_rows * p.pitch;
+  const TileWalk walk(lane, nlanes, p.pitch);
   // The walk's offsets reach from a halo row above the plane to one below it.
   if ((g.H + 2 * K) * g.xs[2] < (int64_t(1) << 31)) {
-    stage_plane_tile<int32_t>(plane, static_cast<int32_t>(g.H), static_cast<int32_t>(g.W),
-                              static_cast<int32_t>(g.xs[2]), static_cast<int32_t>(ih0), static_cast<int32_t>(iw0),
-                              total, p.pitch, tile, lane, nlanes);
+    stage_planes_walk<int32_t>(first, g.xs[0], u.planes, static_cast<int32_t>(g.H), static_cast<int32_t>(g.W),
+                               static_cast<int32_t>(g.xs[2]), static_cast<int32_t>(ih0), static_cast<int32_t>(iw0),
+                               total, p.pitch, walk, tile, lane, nlanes);
   } else {
-    stage_plane_tile<int64_t>(plane, g.H, g.W, g.xs[2], ih0, iw0, total, p.pitch, tile, lane, nlanes);
+    stage_planes_walk<int64_t>(first, g.xs[0], u.planes, g.H, g.W, g.xs[2], ih0, iw0, total, p.pitch, walk, tile,
+                               lane, nlanes);
   }
 }
 
-// NCHW, phase 2 (one lane): chunks lane, lane + nlanes, ... of the tile.
+// NCHW, phase 2 (one lane): chunks lane, lane + nlanes, ... of the unit's
+// planes, chunk (b, r, j) being chunk j of row r of plane b. The lane walks
+// (b, r, j) by a fixed step, as the staging walks its elements.
 template <TilePass P, int K, int S, typename scalar_t, typename acc_t>
 SF_HD void nchw_lane_work(const TileArgs<scalar_t, acc_t>& a, const TilePlan& p, const Unit& u,
                           const LaneChannels& lane, const LaneCoefs<K * K, acc_t>& lc, const acc_t* tile,
                           int l, int nlanes, LaneAcc<P, K * K, acc_t>& acc) {
   const Geo& g = a.geo;
-  const int chunks = p.TH * p.chunks_w;
+  const int chunks = u.planes * p.TH * p.chunks_w;
+  const int step_rows = nlanes / p.chunks_w, step_j = nlanes - step_rows * p.chunks_w;
+  int j = l % p.chunks_w, r = l / p.chunks_w, b = r / p.TH;
+  r -= b * p.TH;
   for (int q = l; q < chunks; q += nlanes) {
-    const int r = q / p.chunks_w;
-    const int j = q - r * p.chunks_w;
     const int64_t oh = u.th * p.TH + r;
     const int64_t ow0 = u.tw * p.TW + j * kChunk;
-    if (oh >= g.Ho || ow0 >= g.Wo) continue;
-    const TileRows<acc_t> rows{tile + r * S * p.pitch + j * kChunk * S, p.pitch};
-    acc_t z[kChunk];
-    conv_chunk<K, S>(rows, lc.w, z);
-    chunk_epilogue<P, K, S>(a, lane, lc, u.n, oh, ow0, valid_in_chunk(g.Wo, ow0), rows, z, acc);
+    if (oh < g.Ho && ow0 < g.Wo) {
+      const TileRows<acc_t> rows{tile + (b * p.in_rows + r * S) * p.pitch + j * kChunk * S, p.pitch};
+      acc_t z[kChunk];
+      conv_chunk<K, S>(rows, lc.w, z);
+      chunk_epilogue<P, K, S>(a, lane, lc, u.n + b, oh, ow0, valid_in_chunk(g.Wo, ow0), rows, z, acc);
+    }
+    j += step_j;
+    r += step_rows;
+    if (j >= p.chunks_w) {
+      j -= p.chunks_w;
+      ++r;
+    }
+    while (r >= p.TH) {
+      r -= p.TH;
+      ++b;
+    }
   }
 }
 

@@ -142,7 +142,7 @@ at::Tensor run_eval(Exec& ex, const Prepared& pr, const at::Tensor& running_mean
 
   auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.y = y.data_ptr<scalar_t>();
-  const TilePlan tp = plan_tile(g, sizeof(acc_t));
+  const TilePlan tp = plan_tile(g, sizeof(acc_t), Exec::kBlockMinUnits);
   dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
     ex.template tile<TilePass::Eval, decltype(k)::value, decltype(s)::value>(ta, tp);
   });
@@ -168,7 +168,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_train(Exec& ex, const Prepare
   at::Tensor table = workspace(ex, (KK + kCoefRows) * g.C, acc_opts);
   ex.prep(Prep::Raw, prep_args<scalar_t, acc_t>(pr, table));
 
-  const TilePlan tp = plan_tile(g, sizeof(acc_t));
+  const TilePlan tp = plan_tile(g, sizeof(acc_t), Exec::kBlockMinUnits);
   at::Tensor part = workspace(ex, 3 * tp.slots * g.C, acc_opts);
   auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.part = part.data_ptr<acc_t>();
@@ -227,7 +227,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_backward(
   pa.gamma = per_channel_ptr<acc_t>(bn_weight, h_gamma);
   ex.prep(Prep::Backward, pa);
 
-  const TilePlan tp = plan_tile(g, sizeof(acc_t));
+  const TilePlan tp = plan_tile(g, sizeof(acc_t), Exec::kBlockMinUnits);
   at::Tensor part_g = workspace(ex, 2 * tp.slots * g.C, acc_opts);
   at::Tensor part_w = workspace(ex, KK * tp.slots * g.C, acc_opts);
   // dz at the lane channel, in the kernel's layout (output-shaped).

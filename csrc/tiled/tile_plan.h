@@ -3,9 +3,13 @@
 // pass, and the decoding of a unit index. Host planners, SF_HD decoders.
 //
 // Work decomposition (docs/cuda.md, "Tiling"):
-//   NCHW           one warp = one (n, lane channel c, output tile); the input
-//                  tile + halo of plane (n, c) is staged in shared memory; a
-//                  lane computes chunks of kChunk outputs along W.
+//   NCHW           one warp = one (block of `planes` batch entries, lane
+//                  channel c, output tile); the input tile + halo of each of
+//                  those planes (n, c) is staged in shared memory; a lane
+//                  computes chunks of kChunk outputs along W. Blocks of
+//                  several planes exist where one tile covers a whole small
+//                  plane (7x7, 14x14), so all lanes work and the unit's setup
+//                  is shared.
 //   channels_last  one warp = one (n, output tile, 32 consecutive channels);
 //                  lane = channel, loads are 32 consecutive channels of one
 //                  pixel; a lane walks the tile chunk by chunk.
@@ -13,6 +17,7 @@
 // contiguous and each lane's reductions belong to one parameter channel.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/channel_map.h"
@@ -78,12 +83,13 @@ inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo :
 // Output tiles of the conv passes (every TilePass).
 struct TilePlan {
   int TH, TW, chunks_w;  // output tile of one unit; TW = chunks_w * kChunk
-  int in_rows, pitch;    // NCHW: staged input tile, pitch a multiple of 4
-  int smem_elems;        // NCHW: per warp
+  int in_rows, pitch;    // NCHW: staged input tile (of one plane), pitch a multiple of 4
+  int planes;            // NCHW: batch entries per unit (channels_last: 1)
+  int smem_elems;        // NCHW: per warp, `planes` staged tiles
   int64_t tiles_h, tiles_w;
   int64_t channel_groups;  // NCHW: C; channels_last: ceil(C / 32)
   int64_t units;           // warp work units
-  int64_t slots;           // partial slots per channel: N * tiles_h * tiles_w
+  int64_t slots;           // partial slots per channel: ceil(N / planes) * tiles_h * tiles_w
 };
 
 // Splits `extent` into tiles of at most `target` (balanced, none empty).
@@ -103,7 +109,10 @@ inline void plan_tile_columns(const Geo& g, int64_t max_tw, TilePlan* p) {
   p->chunks_w = static_cast<int>(tw / kChunk);
 }
 
-inline TilePlan plan_nchw_tile(const Geo& g, int acc_bytes) {
+// `block_min_units`: plane blocks are made only while the grid keeps this many
+// units (kMinUnits on a GPU; the CPU test executors plan with 1, so small test
+// shapes run plane blocks too).
+inline TilePlan plan_nchw_tile(const Geo& g, int acc_bytes, int64_t block_min_units) {
   TilePlan p{};
   plan_tile_columns(g, 32, &p);
   p.pitch = (p.chunks_w - 1) * kChunk * g.S + padded_chunk_segment(g.K, g.S);
@@ -117,15 +126,27 @@ inline TilePlan plan_nchw_tile(const Geo& g, int acc_bytes) {
     if (static_cast<int64_t>(p.in_rows) * p.pitch * acc_bytes <= kWarpSmemBytes || p.TH == 1) break;
     target = p.TH - 1;
   }
-  p.smem_elems = p.in_rows * p.pitch;
+  // A tile that covers its whole plane: stack planes of the same channel up
+  // to about 3 chunks per lane, within the shared memory and keeping the
+  // grid at block_min_units units where it has that many.
+  p.planes = 1;
+  if (p.tiles_h * p.tiles_w == 1) {
+    const int64_t chunks = static_cast<int64_t>(p.TH) * p.chunks_w;
+    const int64_t tile_bytes = static_cast<int64_t>(p.in_rows) * p.pitch * acc_bytes;
+    int64_t planes = std::min<int64_t>({g.N, std::max<int64_t>(1, 3 * kLanes / chunks), kWarpSmemBytes / tile_bytes});
+    while (planes > 1 && div_up(g.N, planes) * g.C < block_min_units) --planes;
+    p.planes = static_cast<int>(std::max<int64_t>(1, planes));
+  }
+  p.smem_elems = p.planes * p.in_rows * p.pitch;
   p.channel_groups = g.C;
-  p.slots = g.N * p.tiles_h * p.tiles_w;
+  p.slots = div_up(g.N, p.planes) * p.tiles_h * p.tiles_w;
   p.units = p.slots * g.C;
   return p;
 }
 
 inline TilePlan plan_cl_tile(const Geo& g) {
   TilePlan p{};
+  p.planes = 1;
   plan_tile_columns(g, 32, &p);
   p.channel_groups = div_up(g.C, kLanes);
   // About 128 outputs per lane; fewer while the grid has too few units.
@@ -142,8 +163,8 @@ inline TilePlan plan_cl_tile(const Geo& g) {
   return p;
 }
 
-inline TilePlan plan_tile(const Geo& g, int acc_bytes) {
-  return g.channels_last ? plan_cl_tile(g) : plan_nchw_tile(g, acc_bytes);
+inline TilePlan plan_tile(const Geo& g, int acc_bytes, int64_t block_min_units = kMinUnits) {
+  return g.channels_last ? plan_cl_tile(g) : plan_nchw_tile(g, acc_bytes, block_min_units);
 }
 
 // Input tiles of the grad_input pass.
@@ -206,9 +227,10 @@ inline InputGradPlan plan_input_grad(const Geo& g, int acc_bytes) {
 // ----------------------------------------------------------------- units ----
 
 struct Unit {
-  int64_t n, c;  // c: the lane channel (NCHW) or the first of 32 channels (channels_last)
+  int64_t n, c;  // n: the first batch entry; c: the lane channel (NCHW) or the first of 32 channels (channels_last)
   int64_t th, tw;
-  int64_t slot;  // partial slot of this unit: (n * tiles_h + th) * tiles_w + tw
+  int64_t slot;  // partial slot of this unit: (n / planes * tiles_h + th) * tiles_w + tw
+  int planes;    // batch entries n .. n + planes - 1 (NCHW conv passes; else 1)
 };
 
 // NCHW order: u = ((n * C + c) * tiles_h + th) * tiles_w + tw, so the warps of
@@ -222,6 +244,17 @@ SF_HD Unit decode_nchw_unit(int64_t u, int64_t tiles_h, int64_t tiles_w, int64_t
   t.c = u % C;
   t.n = u / C;
   t.slot = (t.n * tiles_h + t.th) * tiles_w + t.tw;
+  t.planes = 1;
+  return t;
+}
+
+// The NCHW conv passes: as decode_nchw_unit, with n counting blocks of
+// p.planes batch entries (the last block may hold fewer).
+SF_HD Unit decode_nchw_tile_unit(int64_t u, const TilePlan& p, int64_t N, int64_t C) {
+  Unit t = decode_nchw_unit(u, p.tiles_h, p.tiles_w, C);
+  t.n *= p.planes;
+  const int64_t left = N - t.n;
+  t.planes = left < p.planes ? static_cast<int>(left) : p.planes;
   return t;
 }
 
@@ -236,6 +269,7 @@ SF_HD Unit decode_cl_unit(int64_t u, int64_t tiles_h, int64_t tiles_w, int64_t c
   t.th = u % tiles_h;
   t.n = u / tiles_h;
   t.slot = (t.n * tiles_h + t.th) * tiles_w + t.tw;
+  t.planes = 1;
   return t;
 }
 

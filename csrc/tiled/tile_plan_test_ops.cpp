@@ -4,7 +4,7 @@
 // really run. Built only with SHUFFLENET_FUSED_TEST_OPS=1.
 //
 //   _debug_tile_plan(N, C, H, W, k, stride, channels_last, acc_bytes)
-//     -> [TH, TW, chunks_w, in_rows, pitch, tiles_h, tiles_w, units]
+//     -> [TH, TW, chunks_w, in_rows, pitch, tiles_h, tiles_w, units, planes]
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -23,7 +23,7 @@ std::vector<int64_t> debug_tile_plan(int64_t N, int64_t C, int64_t H, int64_t W,
               "shufflenet_fused: bad tile plan arguments");
   const Geo g = make_geo(N, C, H, W, static_cast<int>(k), static_cast<int>(stride), 1, false, channels_last);
   const TilePlan p = plan_tile(g, static_cast<int>(acc_bytes));
-  return {p.TH, p.TW, p.chunks_w, p.in_rows, p.pitch, p.tiles_h, p.tiles_w, p.units};
+  return {p.TH, p.TW, p.chunks_w, p.in_rows, p.pitch, p.tiles_h, p.tiles_w, p.units, p.planes};
 }
 
 }  // namespace

@@ -61,6 +61,9 @@ LaunchShape warp_units_shape(LaunchShape s) {
 
 // CudaExec (launcher.cuh), with host::launch in place of <<<...>>>.
 struct HostExec {
+  // Plane blocks wherever a tile covers its plane (a GPU plans them only for
+  // large grids), so the small test shapes run them.
+  static constexpr int64_t kBlockMinUnits = 1;
   void fresh(at::Tensor& t) { t.fill_(std::numeric_limits<double>::quiet_NaN()); }
 
   template <typename scalar_t, typename acc_t>
