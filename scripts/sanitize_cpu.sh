@@ -36,4 +36,4 @@ echo "== op-level tests under ASan + UBSan ($ASAN_RT, $LOADED)"
 T="$ROOT/tests"
 "$ROOT/.venv/bin/python" -m pytest -q -s -p no:cacheprovider --rootdir "$ROOT" \
   "$T/test_op_vs_reference.py" "$T/test_cpu_isa.py" "$T/test_nan_inf_grads.py" "$T/test_degenerate_bn.py" \
-  "$T/test_errors.py" "$T/test_fuzz.py" "$T/test_inference_pipeline.py"
+  "$T/test_errors.py" "$T/test_fuzz.py" "$T/test_inference_pipeline.py" "$T/test_large_planes.py"

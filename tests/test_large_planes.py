@@ -116,6 +116,7 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="AddressSanitizer's shadow memory is in the RSS")
 @pytest.mark.parametrize(
     "case",
     [
