@@ -184,7 +184,7 @@ void backward_kernel(const BackwardParams& P) {
         for (int t = 0; t < K * K; ++t) wflip[t] = wc[K * K - 1 - t];
         const acc_t m = static_cast<acc_t>(P.mean[c]);
 
-        const bool by_hook = conv_lane<K, S>(plan, xd, g, f, lane, wc, xp.get(), zflat.get(), z.get());
+        const bool by_hook = conv_lane<K, S>(plan, xd, g, f, lane, wc, xp.get(), zflat.get(), z.get(), plane);
         double sum_g, sum_gzc;
         grad_sums(gd, z.get(), g, lane.output, m, &sum_g, &sum_gzc);
         P.grad_beta[c] = sum_g;

@@ -143,19 +143,18 @@ inline void clear_if_shrunk(int64_t nb, int64_t* last_nb, acc_t* buf, int64_t si
   *last_nb = nb;
 }
 
-// Conv of all N planes of input channel `lane.input` into `zc` (N x Ho x Wo,
-// compact) through the flat stack; leaves the last block staged in xp.
+// Conv of all N planes of input channel `lane.input` into `zc` (plane n at
+// zc + n * z_pitch) through the flat stack; leaves the last block staged in xp.
 template <int K, int S, typename scalar_t, typename acc_t>
 void conv_lane_flat(const scalar_t* xd, const ConvGeometry& g, const FlatStack& f, const LaneChannels& lane,
-                 const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
-  const int64_t plane = g.Ho * g.Wo;
+                 const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc, int64_t z_pitch) {
   int64_t last_nb = f.planes;
   for (int64_t n0 = 0; n0 < g.N; n0 += f.planes) {
     const int64_t nb = std::min(f.planes, g.N - n0);
     clear_if_shrunk(nb, &last_nb, xp, f.buffer_size());
     stage_planes(xd, g, f, lane.input, n0, nb, xp);
     conv_flat<K, S>(xp, f.Wp, f.flat_size(nb), w, zflat);
-    for (int64_t p = 0; p < nb; ++p) hooks::copy_block(zflat + f.out_offset(p), f.Wp, g.Ho, g.Wo, zc + (n0 + p) * plane, g.Wo);
+    for (int64_t p = 0; p < nb; ++p) hooks::copy_block(zflat + f.out_offset(p), f.Wp, g.Ho, g.Wo, zc + (n0 + p) * z_pitch, g.Wo);
   }
 }
 

@@ -78,9 +78,10 @@ constexpr bool lanes_in_place() {
 }
 
 // The conv of all N planes of input channel `input` with the K*K taps `w`
-// into zc (N x Ho x Wo, compact); false: the generic flat conv runs.
+// into zc (plane n at zc + n * z_pitch); false: the generic flat conv runs.
 template <int K, int S, typename scalar_t, typename acc_t>
-inline bool try_conv_lane(const LanePlan*, const scalar_t*, const ConvGeometry&, int64_t, const acc_t*, acc_t*) {
+inline bool try_conv_lane(const LanePlan*, const scalar_t*, const ConvGeometry&, int64_t, const acc_t*, acc_t*,
+                          int64_t) {
   return false;
 }
 

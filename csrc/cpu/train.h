@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "common/bn_math.h"
@@ -26,17 +27,40 @@ namespace shufflenet_fused {
 namespace cpu {
 namespace SF_CPU_ISA {
 
-// The conv of all N planes of one lane into zc (N x Ho x Wo, compact).
+// The conv of all N planes of one lane into zc, plane n at zc + n * z_pitch.
 // Returns whether the ISA's lane path computed it; otherwise the flat conv
 // did, and left the lane's last block of planes staged in xp.
 template <int K, int S, typename scalar_t, typename acc_t>
 bool conv_lane(const hooks::LanePlan* plan, const scalar_t* xd, const ConvGeometry& g, const FlatStack& f,
-               const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc) {
-  if (hooks::try_conv_lane<K, S>(plan, xd, g, lane.input, w, zc)) return true;
+               const LaneChannels& lane, const acc_t* w, acc_t* xp, acc_t* zflat, acc_t* zc, int64_t z_pitch) {
+  if (hooks::try_conv_lane<K, S>(plan, xd, g, lane.input, w, zc, z_pitch)) return true;
   TORCH_INTERNAL_ASSERT(!(hooks::lanes_in_place<K, S, scalar_t, acc_t>()), "in-place lane path declined");
-  conv_lane_flat<K, S>(xd, g, f, lane, w, xp, zflat, zc);
+  conv_lane_flat<K, S>(xd, g, f, lane, w, xp, zflat, zc, z_pitch);
   return false;
 }
+
+// sum over planes n < N of sum_flat(z + n * pitch, plane), and the same for
+// the squared deviations from m: the statistics of a lane whose planes are
+// not contiguous (z written straight into the output).
+template <typename acc_t>
+double sum_planes(const acc_t* z, int64_t pitch, int64_t N, int64_t plane) {
+  if (pitch == plane) return sum_flat(z, N * plane);  // compact: one long loop
+  double s = 0;
+  for (int64_t n = 0; n < N; ++n) s += sum_flat(z + n * pitch, plane);
+  return s;
+}
+
+template <typename acc_t>
+double sum_squared_deviations_planes(const acc_t* z, int64_t pitch, int64_t N, int64_t plane, acc_t m) {
+  if (pitch == plane) return sum_squared_deviations(z, N * plane, m);
+  double s = 0;
+  for (int64_t n = 0; n < N; ++n) s += sum_squared_deviations(z + n * pitch, plane, m);
+  return s;
+}
+
+// Where the training forward keeps a lane's conv output (see train_kernel).
+constexpr int64_t kMinPlaneInOutput = 128;
+constexpr int64_t kMaxCompactZBytes = int64_t(1) << 20;
 
 template <typename scalar_t>
 void train_kernel(const TrainParams& P) {
@@ -60,21 +84,41 @@ void train_kernel(const TrainParams& P) {
     constexpr int S = decltype(s_tag)::value;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
       constexpr bool in_place = hooks::lanes_in_place<K, S, scalar_t, acc_t>();  // stages nothing
-      Scratch<acc_t> xp(in_place ? 0 : f.buffer_size()), zflat(in_place ? 0 : f.flat_size(f.planes)), z(count);
+      // float32/float64: the conv output can be written straight into the
+      // output channel and normalised there, so a thread needs no buffer of
+      // the channel's N planes; half types keep z in float32 until the BN.
+      // A compact z is kept while it is at most 1 MB where it measured faster:
+      // small planes (7x7: per-plane loops over 49 elements cost more than the
+      // buffer) and float64 (the flat stack's copy out, 14x14: 1.09x slower).
+      const bool small_z = count * int64_t(sizeof(acc_t)) <= kMaxCompactZBytes;
+      const bool z_in_y = std::is_same<scalar_t, acc_t>::value &&
+                          !(small_z && (plane < kMinPlaneInOutput || sizeof(acc_t) == 8));
+      Scratch<acc_t> xp(in_place ? 0 : f.buffer_size()), zflat(in_place ? 0 : f.flat_size(f.planes)),
+          zbuf(z_in_y ? 0 : count);
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = map.lane_of_param(c);
-        conv_lane<K, S>(plan, xd, g, f, lane, w.data() + c * KK, xp.get(), zflat.get(), z.get());
-        const double mean = sum_flat(z.get(), count) / count;
+        acc_t* z = z_in_y ? reinterpret_cast<acc_t*>(yd) + lane.output * plane : zbuf.get();
+        const int64_t pitch = z_in_y ? g.C * plane : plane;
+        conv_lane<K, S>(plan, xd, g, f, lane, w.data() + c * KK, xp.get(), zflat.get(), z, pitch);
+        const double mean = sum_planes(z, pitch, g.N, plane) / count;
         // Second pass for the variance: the sum of squared deviations does
         // not cancel the way E[z^2] - E[z]^2 does.
-        const double m2 = sum_squared_deviations(z.get(), count, static_cast<acc_t>(mean));
+        const double m2 = sum_squared_deviations_planes(z, pitch, g.N, plane, static_cast<acc_t>(mean));
         const double invstd = invstd_from_moments(static_cast<double>(count), m2, P.eps);
         mean_d[c] = static_cast<acc_t>(mean);
         invstd_d[c] = static_cast<acc_t>(invstd);
         const ScaleShift bn = fold_batch_stats(mean, invstd, P.gamma[c], P.beta[c]);
         const acc_t a = static_cast<acc_t>(bn.scale), b = static_cast<acc_t>(bn.shift);
-        for (int64_t n = 0; n < g.N; ++n)
-          hooks::affine_block(z.get() + n * plane, plane, 1, plane, yd + (n * g.C + lane.output) * plane, plane, a, b);
+        for (int64_t n = 0; n < g.N; ++n) {
+          scalar_t* yn = yd + (n * g.C + lane.output) * plane;
+          if (z_in_y) {
+            acc_t* zn = reinterpret_cast<acc_t*>(yn);
+#pragma omp simd
+            for (int64_t i = 0; i < plane; ++i) zn[i] = zn[i] * a + b;
+          } else {
+            hooks::affine_block(z + n * plane, plane, 1, plane, yn, plane, a, b);
+          }
+        }
       }
     });
   });

@@ -127,15 +127,15 @@ constexpr bool lanes_in_place() {
 // Stride 1 in place; 3x3 stride 2 by rows (stride2_k3_rows.h).
 template <int K, int S, typename scalar_t, typename acc_t>
 inline bool try_conv_lane(const LanePlan* plan, const scalar_t* xd, const ConvGeometry& g, int64_t input,
-                          const acc_t* w, acc_t* zc) {
+                          const acc_t* w, acc_t* zc, int64_t z_pitch) {
   if constexpr (lanes_in_place<K, S, scalar_t, acc_t>()) {
     const int64_t plane = g.H * g.W;
-    conv_planes_direct<K>(*plan, xd + input * plane, g.C * plane, g.N, w, 0.0f, zc, plane);
+    conv_planes_direct<K>(*plan, xd + input * plane, g.C * plane, g.N, w, 0.0f, zc, z_pitch);
     return true;
   } else if constexpr (K == 3 && S == 2 && kVectorLanes<scalar_t, acc_t>) {
-    const int64_t in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+    const int64_t in_plane = g.H * g.W;
     for (int64_t n = 0; n < g.N; ++n)
-      conv_plane_s2_k3(xd + (n * g.C + input) * in_plane, g.H, g.W, w, 0.0f, zc + n * out_plane);
+      conv_plane_s2_k3(xd + (n * g.C + input) * in_plane, g.H, g.W, w, 0.0f, zc + n * z_pitch);
     return true;
   } else {
     return false;
