@@ -10,9 +10,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <array>
-#include <cmath>
 #include <vector>
 
 #include "common/bn_math.h"
@@ -21,30 +19,26 @@
 #include "cpu/eval_tiles.h"
 #include "cpu/host_values.h"
 #include "cpu/kernel_table.h"
+#include "cpu/reused_tensor.h"
 
 namespace shufflenet_fused {
 namespace cpu {
 namespace {
 
 // NCHW staging copies that live only during one op call (the training ops'
-// NCHW views of channels_last tensors) come from a per-thread cache of
-// `kStagingSlots` buffers instead of fresh allocations: glibc returns a freed
-// multi-MB block to the OS, and faulting it back in on every call cost more
-// than the copy. Each slot keeps the largest buffer it has needed up to
-// kKeptStagingBytes (a ShuffleNet activation at batch 64 fits); a larger one
-// is allocated for the call and freed when it returns.
+// NCHW views of channels_last tensors) come from `kStagingSlots` per-thread
+// reused buffers (reused_tensor.h) instead of fresh allocations. Each slot
+// keeps the largest buffer it has needed up to kKeptStagingBytes (a ShuffleNet
+// activation at batch 64 fits); a larger one is allocated for the call and
+// freed when it returns.
 constexpr int kStagingSlots = 3;
 constexpr int64_t kKeptStagingBytes = int64_t(128) << 20;
 
 at::Tensor staging_buffer(int slot, at::IntArrayRef sizes, const at::TensorOptions& options) {
   thread_local std::array<at::Tensor, kStagingSlots> cache;
-  const int64_t numel = c10::multiply_integers(sizes);
-  if (numel * static_cast<int64_t>(options.dtype().itemsize()) > kKeptStagingBytes)
+  if (c10::multiply_integers(sizes) * static_cast<int64_t>(options.dtype().itemsize()) > kKeptStagingBytes)
     return at::empty(sizes, options.memory_format(at::MemoryFormat::Contiguous));
-  at::Tensor& buf = cache[slot];
-  if (!buf.defined() || buf.numel() < numel || buf.scalar_type() != options.dtype().toScalarType())
-    buf = at::empty({numel}, options.memory_format(at::MemoryFormat::Contiguous));
-  return buf.narrow(0, 0, numel).view(sizes);
+  return reused_tensor(cache[slot], sizes, options);
 }
 
 // `t` in memory format `format`. float32 NCHW <-> channels_last goes through
@@ -118,22 +112,22 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
   std::vector<double> scale(g.C), shift(g.C);
-  for (int64_t c = 0; c < g.C; ++c) {  // vectorised (-fno-math-errno)
+  // The kernels may fold scale into the taps (conv(x, w * scale)), which gives
+  // another NaN/Inf pattern than conv(x, w) * scale when scale or shift is not
+  // finite (eps = 0 with a zero variance, an infinite gamma): then run the
+  // plain conv and apply BN after it, as F.batch_norm does.
+  bool foldable = true;
+  for (int64_t c = 0; c < g.C; ++c) {
     const ScaleShift bn = fold_running_stats(mean[c], var[c], gamma[c], beta[c], eps);
     scale[c] = bn.scale;
     shift[c] = bn.shift;
+    foldable = foldable && bn.foldable();
   }
 
   const std::vector<double> w = read_values(weight);
   const at::MemoryFormat format = output_memory_format(input);
   const at::Tensor x = input.contiguous(format);
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options().memory_format(format));
-  // The kernels may fold scale into the taps (conv(x, w * scale)), which gives
-  // another NaN/Inf pattern than conv(x, w) * scale when scale or shift is not
-  // finite (eps = 0 with a zero variance, an infinite gamma): then run the
-  // plain conv and apply BN after it, as F.batch_norm does.
-  const bool foldable = std::all_of(scale.begin(), scale.end(), [](double v) { return std::isfinite(v); }) &&
-                        std::all_of(shift.begin(), shift.end(), [](double v) { return std::isfinite(v); });
   const std::vector<double> ones(foldable ? 0 : g.C, 1.0), zeros(foldable ? 0 : g.C, 0.0);
   const EvalParams p{x, w, foldable ? scale : ones, foldable ? shift : zeros, g, groups, shuffle_last, y};
   if (format == at::MemoryFormat::ChannelsLast) {

@@ -10,6 +10,7 @@
 
 #include "common/channel_map.h"
 #include "cpu/kernel_table.h"
+#include "cpu/reused_tensor.h"
 
 namespace shufflenet_fused {
 namespace cpu {
@@ -19,11 +20,7 @@ namespace {
 // output), kept between tasks and calls; a tile's size is bounded, so these are too.
 at::Tensor tile_buffer(int slot, int64_t rows, int64_t cols, const at::TensorOptions& options) {
   thread_local std::array<at::Tensor, 2> cache;
-  at::Tensor& buf = cache[slot];
-  const int64_t numel = rows * cols;
-  if (!buf.defined() || buf.numel() < numel || buf.scalar_type() != options.dtype().toScalarType())
-    buf = at::empty({numel}, options);
-  return buf.narrow(0, 0, numel).view({1, 1, rows, cols});
+  return reused_tensor(cache[slot], {1, 1, rows, cols}, options);
 }
 
 }  // namespace

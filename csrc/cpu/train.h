@@ -39,22 +39,15 @@ bool conv_lane(const hooks::LanePlan* plan, const scalar_t* xd, const ConvGeomet
   return false;
 }
 
-// sum over planes n < N of sum_flat(z + n * pitch, plane), and the same for
-// the squared deviations from m: the statistics of a lane whose planes are
-// not contiguous (z written straight into the output).
-template <typename acc_t>
-double sum_planes(const acc_t* z, int64_t pitch, int64_t N, int64_t plane) {
-  if (pitch == plane) return sum_flat(z, N * plane);  // compact: one long loop
+// sum over planes n < N of sum(z + n * pitch, plane), `sum` being sum_flat
+// or the squared deviations: the statistics of a lane whose planes need not
+// be contiguous (z written straight into the output). Compact planes are one
+// long loop.
+template <typename acc_t, typename Sum>
+double sum_over_planes(const acc_t* z, int64_t pitch, int64_t N, int64_t plane, const Sum& sum) {
+  if (pitch == plane) return sum(z, N * plane);
   double s = 0;
-  for (int64_t n = 0; n < N; ++n) s += sum_flat(z + n * pitch, plane);
-  return s;
-}
-
-template <typename acc_t>
-double sum_squared_deviations_planes(const acc_t* z, int64_t pitch, int64_t N, int64_t plane, acc_t m) {
-  if (pitch == plane) return sum_squared_deviations(z, N * plane, m);
-  double s = 0;
-  for (int64_t n = 0; n < N; ++n) s += sum_squared_deviations(z + n * pitch, plane, m);
+  for (int64_t n = 0; n < N; ++n) s += sum(z + n * pitch, plane);
   return s;
 }
 
@@ -82,41 +75,44 @@ void train_kernel(const TrainParams& P) {
   dispatch_kernel_size(g.K, g.stride, [&](auto k_tag, auto s_tag) {
     constexpr int K = decltype(k_tag)::value;
     constexpr int S = decltype(s_tag)::value;
+    // float32/float64: the conv output can be written straight into the
+    // output channel and normalised there, so a thread needs no buffer of the
+    // channel's N planes; half types keep z in float32 until the BN. A compact
+    // z is kept while it is at most 1 MB where it measured faster: small
+    // planes (7x7: per-plane loops over 49 elements cost more than the buffer)
+    // and float64 (the flat stack's copy out, 14x14: 1.09x slower).
+    const bool small_z = count * int64_t(sizeof(acc_t)) <= kMaxCompactZBytes;
+    const bool z_in_y = std::is_same<scalar_t, acc_t>::value &&
+                        !(small_z && (plane < kMinPlaneInOutput || sizeof(acc_t) == 8));
+    const int64_t pitch = z_in_y ? g.C * plane : plane;
     at::parallel_for(0, g.C, grain_for(count), [&](int64_t begin, int64_t end) {
       constexpr bool in_place = hooks::lanes_in_place<K, S, scalar_t, acc_t>();  // stages nothing
-      // float32/float64: the conv output can be written straight into the
-      // output channel and normalised there, so a thread needs no buffer of
-      // the channel's N planes; half types keep z in float32 until the BN.
-      // A compact z is kept while it is at most 1 MB where it measured faster:
-      // small planes (7x7: per-plane loops over 49 elements cost more than the
-      // buffer) and float64 (the flat stack's copy out, 14x14: 1.09x slower).
-      const bool small_z = count * int64_t(sizeof(acc_t)) <= kMaxCompactZBytes;
-      const bool z_in_y = std::is_same<scalar_t, acc_t>::value &&
-                          !(small_z && (plane < kMinPlaneInOutput || sizeof(acc_t) == 8));
       Scratch<acc_t> xp(in_place ? 0 : f.buffer_size()), zflat(in_place ? 0 : f.flat_size(f.planes)),
           zbuf(z_in_y ? 0 : count);
       for (int64_t c = begin; c < end; ++c) {
         const LaneChannels lane = map.lane_of_param(c);
         acc_t* z = z_in_y ? reinterpret_cast<acc_t*>(yd) + lane.output * plane : zbuf.get();
-        const int64_t pitch = z_in_y ? g.C * plane : plane;
         conv_lane<K, S>(plan, xd, g, f, lane, w.data() + c * KK, xp.get(), zflat.get(), z, pitch);
-        const double mean = sum_planes(z, pitch, g.N, plane) / count;
+        const double mean = sum_over_planes(z, pitch, g.N, plane, [](const acc_t* v, int64_t n) {
+                              return sum_flat(v, n);
+                            }) / count;
         // Second pass for the variance: the sum of squared deviations does
         // not cancel the way E[z^2] - E[z]^2 does.
-        const double m2 = sum_squared_deviations_planes(z, pitch, g.N, plane, static_cast<acc_t>(mean));
+        const double m2 = sum_over_planes(z, pitch, g.N, plane, [m = static_cast<acc_t>(mean)](const acc_t* v, int64_t n) {
+          return sum_squared_deviations(v, n, m);
+        });
         const double invstd = invstd_from_moments(static_cast<double>(count), m2, P.eps);
         mean_d[c] = static_cast<acc_t>(mean);
         invstd_d[c] = static_cast<acc_t>(invstd);
         const ScaleShift bn = fold_batch_stats(mean, invstd, P.gamma[c], P.beta[c]);
         const acc_t a = static_cast<acc_t>(bn.scale), b = static_cast<acc_t>(bn.shift);
         for (int64_t n = 0; n < g.N; ++n) {
-          scalar_t* yn = yd + (n * g.C + lane.output) * plane;
-          if (z_in_y) {
-            acc_t* zn = reinterpret_cast<acc_t*>(yn);
+          acc_t* zn = z + n * pitch;
+          if (z_in_y) {  // in place: zn is output plane n
 #pragma omp simd
             for (int64_t i = 0; i < plane; ++i) zn[i] = zn[i] * a + b;
           } else {
-            hooks::affine_block(z + n * plane, plane, 1, plane, yn, plane, a, b);
+            hooks::affine_block(zn, plane, 1, plane, yd + (n * g.C + lane.output) * plane, plane, a, b);
           }
         }
       }

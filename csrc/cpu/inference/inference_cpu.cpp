@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "common/bn_math.h"
 #include "common/channel_map.h"
 #include "cpu/inference/network_plan.h"
 #include "cpu/kernel_table.h"
@@ -215,7 +216,7 @@ BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels
     const int64_t c = map.src(j);
     // Folding a non-finite scale into the taps would change the NaN/Inf
     // pattern (w * inf summed over taps is NaN where conv * inf is +-inf).
-    const bool folds = std::isfinite(dw.scale[c]) && std::isfinite(dw.shift[c]);
+    const bool folds = ScaleShift{dw.scale[c], dw.shift[c]}.foldable();
     for (int t = 0; t < 9; ++t) taps[j * 9 + t] = folds ? dw.w[c * 9 + t] * dw.scale[c] : dw.w[c * 9 + t];
     shift[j] = folds ? dw.shift[c] : 0.0f;
     if (folds) continue;
