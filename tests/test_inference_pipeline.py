@@ -97,6 +97,34 @@ def test_image_groups(threads, calls):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+def test_classifier_with_bias_and_odd_classes(cpu_isa, threads, calls):
+    """The head's Linear: computed in the op, split across the threads, below the thread
+    count (batch 1 on two threads), by one addmm above it; with a bias, 1001 classes (not a
+    multiple of the op's 4 rows) and a NaN weight row, whose logit alone must be NaN."""
+    torch.manual_seed(21)
+    ref = randomize(sf.ShuffleNetV1(model_size="0.5x", group=3, n_class=1001, fused=False), 21).eval()
+    with torch.no_grad():
+        ref.classifier[0] = nn.Linear(ref.classifier[0].in_features, 1001, bias=True)
+        ref.classifier[0].weight[5, 7] = float("nan")
+    fused = sf.ShuffleNetV1(model_size="0.5x", group=3, n_class=1001, fused=True).eval()
+    fused.classifier[0] = nn.Linear(fused.classifier[0].in_features, 1001, bias=True)
+    fused.load_state_dict(ref.state_dict())
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for n in (1, 3):
+            x = torch.randn(n, 3, 224, 224)
+            with torch.no_grad():
+                got, expected = fused(x), ref(x)
+            assert torch.equal(got.isnan(), expected.isnan()) and bool(got[:, 5].isnan().all())
+            keep = torch.arange(1001) != 5
+            assert rel_l2(got[:, keep], expected[:, keep]) < 1e-5
+    finally:
+        torch.set_num_threads(before)
+    assert calls["n"] == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_odd_input_sizes(threads, calls):
     ref, fused = pair("1.0x", 8, seed=2)
     before = torch.get_num_threads()

@@ -66,14 +66,17 @@ inline void run_block_planes(const BlockPlan& b, const float* x, float* y, const
     });
     return;
   }
-  // Stride 2: units [0, inp) are the average-pooled input channels, [inp, oup)
-  // the pw2 channels after them.
-  split(b.oup, out_plane, [&](int64_t c0, int64_t c1) {
-    average_pool3x3s2(x, in_plane, b.H, b.W, y, out_plane, c0, std::min(c1, b.inp));
-    const int64_t q0 = std::max(c0, b.inp) - b.inp, q1 = c1 - b.inp;
-    if (q1 > q0)
-      Stages::pointwise(b.pw2, buf.dw, out_plane, out_plane, PointwiseOut{y, out_plane, b.inp, nullptr, 0, true}, q0,
-                        q1);
+  // Stride 2: the average-pooled input channels (y's first inp) and the pw2
+  // channels after them, each split evenly across the threads (a pooled
+  // channel costs 9 adds a pixel, a pw2 channel mid / groups2 FMAs).
+  const int threads = at::get_num_threads();
+  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      average_pool3x3s2(x, in_plane, b.H, b.W, y, out_plane, b.inp * t / threads, b.inp * (t + 1) / threads);
+      const int64_t c2 = b.oup - b.inp;
+      Stages::pointwise(b.pw2, buf.dw, out_plane, out_plane, PointwiseOut{y, out_plane, b.inp, nullptr, 0, true},
+                        c2 * t / threads, c2 * (t + 1) / threads);
+    }
   });
 }
 
@@ -144,6 +147,14 @@ inline void run_block_banded(const BlockPlan& b, const float* x, float* y, const
   at::parallel_for(0, b.Ho, 4, [&](int64_t q0, int64_t q1) { run_block_rows(b, x, y, q0, q1); });
 }
 
+// The classifier of one image's pooled features, its classes split across
+// the threads.
+inline void classify_split(const NetworkPlan& P, const float* features, float* logits) {
+  LayerSplit{}(P.classes, P.out_C, [&](int64_t j0, int64_t j1) {
+    classifier_rows(P.head_w, P.head_b, features, P.out_C, logits, j0, j1);
+  });
+}
+
 // One image at batch 1: x (C x H x W) to y (out_C x out_H x out_W, or the
 // out_C pooled features with a head), every layer split across the threads.
 inline void run_image_split(const NetworkPlan& P, const float* x, float* y, const ImageBuffers& buf) {
@@ -152,9 +163,11 @@ inline void run_image_split(const NetworkPlan& P, const float* x, float* y, cons
   if (P.has_stem) {
     const StemPlan& s = P.stem;
     float* out = (P.blocks.empty() && !P.has_head) ? y : buf.act[0];
-    const int64_t bands = (s.Hp + kStemBandRows - 1) / kStemBandRows;
-    split(bands, kStemBandRows * s.Wp * s.cout, [&](int64_t b0, int64_t b1) {
-      Stages::stem(s, x, out, s.Hp * s.Wp, b0 * kStemBandRows, std::min(s.Hp, b1 * kStemBandRows));
+    // Split by pooled rows, each thread walking its rows in bands (splitting
+    // whole bands would give 56 rows as 32 / 24).
+    split(s.Hp, s.Wp * s.cout, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r += kStemBandRows)
+        Stages::stem(s, x, out, s.Hp * s.Wp, r, std::min(r1, r + kStemBandRows));
     });
     cur = out;
   }

@@ -22,6 +22,7 @@
 // eps: one per BatchNorm, in the order above.
 // Returns (N, C_last, H_last, W_last), or (N, classes) with a head.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -294,16 +295,24 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
     TORCH_CHECK_VALUE(H >= K && H < 2 * K && W >= K && W < 2 * K, kOp, "the head's AvgPool2d(", K,
                       ") must give 1x1, but the last feature map is ", H, "x", W);
     classes = args.peek_size(Where{-1, "classifier"}, 2);
-    args.tensor(Where{-1, "classifier"}, ".weight", {classes, C});
-    args.tensor(Where{-1, "classifier"}, ".bias", {classes}, false);
+    P.classes = classes;
+    P.head_w = args.tensor(Where{-1, "classifier"}, ".weight", {classes, C});
+    P.head_b = args.tensor(Where{-1, "classifier"}, ".bias", {classes}, false);
   }
   args.finish();
 
   const at::Tensor x = input.contiguous();
   const auto opts = input.options();
   at::Tensor y = P.has_head ? at::empty({P.N, C}, opts) : at::empty({P.N, C, H, W}, opts);
-  if (P.N > 0) active_kernels().infer(InferParams{P, x.data_ptr<float>(), y.data_ptr<float>()});
+  // Below the thread count the pipeline computes the classifier too (split
+  // across the threads); above it, one addmm over the batch.
+  const bool pipeline_head = P.has_head && splits_layers(P.N, at::get_num_threads(), at::in_parallel_region());
+  at::Tensor logits = pipeline_head ? at::empty({P.N, classes}, opts) : at::Tensor();
+  if (P.N > 0)
+    active_kernels().infer(InferParams{P, x.data_ptr<float>(), y.data_ptr<float>(),
+                                       pipeline_head ? logits.data_ptr<float>() : nullptr});
   if (!P.has_head) return y;
+  if (pipeline_head) return logits;
   const at::Tensor head_w = *params.get(params.size() - 2);
   const std::optional<at::Tensor> head_b = params.get(params.size() - 1);
   return head_b.has_value() ? at::addmm(*head_b, y, head_w.t()) : at::mm(y, head_w.t());

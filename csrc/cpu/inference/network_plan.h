@@ -76,8 +76,12 @@ struct NetworkPlan {
   std::vector<BlockPlan> blocks;
   // Output of the last layer before the head: C x H x W per image.
   int64_t out_C = 0, out_H = 0, out_W = 0;
-  // Head: the average of the top-left 7x7 window (AvgPool2d(7) with a 1x1 result).
+  // Head: the average of the top-left 7x7 window (AvgPool2d(7) with a 1x1
+  // result), then the classifier (classes x out_C weight, optional bias).
   static constexpr int64_t kHeadWindow = 7;
+  int64_t classes = 0;
+  const float* head_w = nullptr;
+  const float* head_b = nullptr;
 
   // Elements of each per-image buffer: the block activations (ping-pong),
   // pw1's and dw's outputs.
@@ -99,12 +103,22 @@ struct NetworkPlan {
   }
 };
 
+// Whether a call runs its images one after the other with every layer split
+// across the threads (batch below the thread count: batch_one.h), rather than
+// groups of whole images per thread (image_groups.h).
+inline bool splits_layers(int64_t N, int threads, bool in_parallel_region) {
+  return N < threads && threads > 1 && !in_parallel_region;
+}
+
 // What the op entry hands to the active ISA's pipeline.
 struct InferParams {
   const NetworkPlan& plan;
   const float* x;  // N x C x H x W, contiguous
   // Without a head: N x out_C x out_H x out_W; with one: N x out_C (pooled features).
   float* y;
+  // With a head, when the layers are split (splits_layers): N x classes, the
+  // classifier's output, computed by the pipeline (else the caller's addmm).
+  float* logits = nullptr;
 };
 
 }  // namespace cpu

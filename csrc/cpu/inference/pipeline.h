@@ -22,15 +22,17 @@ namespace infer {
 
 inline void infer_network(const InferParams& p) {
   const NetworkPlan& P = p.plan;
-  const int threads = at::get_num_threads();
-  if (P.N >= threads || threads == 1 || at::in_parallel_region()) {
+  if (!splits_layers(P.N, at::get_num_threads(), at::in_parallel_region())) {
     at::parallel_for(0, P.N, 1, [&](int64_t n0, int64_t n1) { run_images_grouped(P, p.x, p.y, n0, n1); });
     return;
   }
   const int64_t in_elems = P.C * P.H * P.W;
   const int64_t out_elems = P.has_head ? P.out_C : P.out_C * P.out_H * P.out_W;
   const ImageBuffers buf(P, thread_image_buffers(ImageBuffers::elems(P)));
-  for (int64_t n = 0; n < P.N; ++n) run_image_split(P, p.x + n * in_elems, p.y + n * out_elems, buf);
+  for (int64_t n = 0; n < P.N; ++n) {
+    run_image_split(P, p.x + n * in_elems, p.y + n * out_elems, buf);
+    if (p.logits != nullptr) classify_split(P, p.y + n * out_elems, p.logits + n * P.classes);
+  }
 }
 
 }  // namespace infer
