@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 ANCHORS = ("ref-frozen", "ort", "openvino")
+FOREIGN_RUNTIMES = ("ort", "openvino")  # with thread pools of their own, beside torch's
 
 
 class Unavailable(Exception):

@@ -176,6 +176,7 @@ def resolve(args: argparse.Namespace) -> dict:
         warmup_calls=base.warmup_calls,
         warmup_s=base.warmup_s,
         min_sample_s=base.min_sample_s,
+        settle_s=base.settle_s,
     )
     if settings.max_rounds < settings.min_rounds:
         fail("--max-rounds is below --min-rounds")
@@ -254,7 +255,9 @@ def method_notes(device: str, timing_settings: timing.TimingSettings, optimizer_
         f">= {t.warmup_s} s), the variants are sampled round-robin with the starting variant rotating each "
         f"round; every variant gets the same number of samples ({t.min_rounds}..{t.max_rounds}), each "
         f"sample the mean of `inner` consecutive calls, with `inner` set so that each variant spends about "
-        f"{t.budget_s} s. median/p10/p90 are over those samples; images/s = batch / median.",
+        f"{t.budget_s} s. median/p10/p90 are over those samples; images/s = batch / median. Where ONNX "
+        f"Runtime or OpenVINO run in the case, each sample is preceded by >= {t.settle_s} s of untimed calls "
+        "of the same variant (their worker threads keep spinning on the cores for up to ~0.1 s after a call).",
         "A speedup is a ratio of medians from the same run; absolute times on a shared machine move between runs.",
         "check: output and gradients of each variant's first call vs ref eager (max abs difference / max abs "
         "of ref, per tensor); flagged MISMATCH above 1e-3 (float32) or 5e-2 (bf16/fp16), 20 times that "

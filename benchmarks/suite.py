@@ -154,7 +154,10 @@ def run_case(
             report(f"timing {done}/{total}", 0.5 + 0.45 * done / total)
 
         with timing.OtherLoad() as load:
-            samples, errors = timing.measure_interleaved(runners, rounds, inner, case.device, on_round)
+            # Settling only where another runtime's threads share the cores with torch's.
+            foreign = any(name in anchors.FOREIGN_RUNTIMES for name in runners)
+            settle_s = settings.settle_s if foreign else 0.0
+            samples, errors = timing.measure_interleaved(runners, rounds, inner, case.device, on_round, settle_s)
         if info is not None:
             info["others_cores"] = load.cores
         for name in runners:

@@ -34,9 +34,12 @@ class TimingSettings:
     warmup_calls: int = 3  # after the first (compiling) call
     warmup_s: float = 0.05  # warm-up at least this long too
     min_sample_s: float = 1e-4  # a sample lasts at least this long (sets `inner`)
+    # Untimed calls of the variant before each of its samples, at least this long, where
+    # another runtime's thread pool shares the cores (see measure_interleaved).
+    settle_s: float = 0.15
 
 
-QUICK = TimingSettings(budget_s=0.03, min_rounds=3, max_rounds=10, warmup_calls=1, warmup_s=0.0)
+QUICK = TimingSettings(budget_s=0.03, min_rounds=3, max_rounds=10, warmup_calls=1, warmup_s=0.0, settle_s=0.05)
 
 
 def sync(device: str) -> None:
@@ -89,8 +92,15 @@ def measure_interleaved(
     inner: dict[str, int],
     device: str,
     on_round: Callable[[int, int], None] | None = None,
+    settle_s: float = 0.0,
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Round-robin samples (seconds per call) for each variant.
+
+    With ``settle_s`` > 0 each sample is preceded by untimed calls of the same variant for
+    at least that long: the worker threads of ONNX Runtime and OpenVINO keep spinning on
+    the cores after their last call (on 2 cores, the fused model called right after ONNX
+    Runtime took twice its time for 60-90 ms), so a sample taken straight after another
+    runtime would measure that runtime's leftovers, not the variant.
 
     A variant that raises while being timed is dropped from the remaining rounds; its
     error (``"failed: Type: message"``) is returned in the second dict.
@@ -104,12 +114,21 @@ def measure_interleaved(
             if name in errors:
                 continue
             try:
+                settle(fns[name], settle_s, device)
                 samples[name].append(time_sample(fns[name], inner[name], device))
             except Exception as exc:  # reported, not raised: one variant must not end the suite
                 errors[name] = f"failed: {type(exc).__name__}: {first_line(exc)}"
         if on_round is not None:
             on_round(r + 1, rounds)
     return samples, errors
+
+
+def settle(fn: Fn, seconds: float, device: str) -> None:
+    """Calls ``fn`` untimed for at least ``seconds`` (nothing when 0)."""
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        fn()
+    sync(device)
 
 
 def summarize(samples: list[float]) -> dict[str, float]:

@@ -29,6 +29,8 @@ fi
 # The ONNX export tests run the exported graphs in ONNX Runtime; where these cannot be
 # installed (no wheel for this platform), those tests skip and say why.
 "$PY" -m pip install -q onnx onnxruntime onnxscript || echo "[setup] onnx/onnxruntime/onnxscript not installed: the ONNX tests will skip"
+# OpenVINO is one of the model-level benchmark's anchors (skipped with a message without it).
+"$PY" -m pip install -q openvino || echo "[setup] openvino not installed: the benchmark's openvino variant will skip"
 
 # torch guesses CUDA_HOME=/usr/local from /usr/local/bin/nvcc; setup.py also fixes this.
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi

@@ -7,6 +7,7 @@ carry the fields the reports promise, and that a failing variant is reported, no
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -79,3 +80,22 @@ def test_a_failing_variant_is_reported_not_raised(monkeypatch: pytest.MonkeyPatc
     assert results["fused-eager"].status == "failed: RuntimeError: kernel exploded"
     # A compiled variant whose eager twin works is a compile failure.
     assert suite.describe_failure(ValueError("x"), compiled=True, eager_ok=True) == "compile failed: ValueError"
+
+
+def test_settling_calls_each_variant_before_its_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With settle_s, every sample follows untimed calls of the same variant (another
+    runtime's spinning threads must not land in it); without, only the timed calls run."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import timing
+
+    log: list[str] = []
+    fns = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
+    inner = dict.fromkeys(fns, 1)
+    timing.measure_interleaved(fns, 2, inner, "cpu")
+    assert log == ["a", "b", "c", "b", "c", "a"]
+    log.clear()
+    samples, _ = timing.measure_interleaved(fns, 2, inner, "cpu", settle_s=0.01)
+    assert all(len(v) == 2 for v in samples.values())
+    runs = [(name, len(list(calls))) for name, calls in itertools.groupby(log)]
+    assert [name for name, _ in runs] == ["a", "b", "c", "b", "c", "a"]
+    assert all(n >= 2 for _, n in runs)  # settling calls, then the timed one, for every sample
