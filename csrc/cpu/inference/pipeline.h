@@ -6,6 +6,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <cstdint>
 
@@ -23,6 +24,8 @@ namespace infer {
 inline void infer_network(const InferParams& p) {
   const NetworkPlan& P = p.plan;
   if (!splits_layers(P.N, at::get_num_threads(), at::in_parallel_region())) {
+    // The caller asks for logits only where it decided, as here, that the layers split.
+    TORCH_INTERNAL_ASSERT(p.logits == nullptr, "shufflenet_v1_infer: logits requested without a layer split");
     at::parallel_for(0, P.N, 1, [&](int64_t n0, int64_t n1) { run_images_grouped(P, p.x, p.y, n0, n1); });
     return;
   }
