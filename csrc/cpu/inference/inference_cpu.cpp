@@ -289,15 +289,13 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
   P.out_C = C;
   P.out_H = H;
   P.out_W = W;
-  int64_t classes = 0;
   if (P.has_head) {
     constexpr int64_t K = NetworkPlan::kHeadWindow;
     TORCH_CHECK_VALUE(H >= K && H < 2 * K && W >= K && W < 2 * K, kOp, "the head's AvgPool2d(", K,
                       ") must give 1x1, but the last feature map is ", H, "x", W);
-    classes = args.peek_size(Where{-1, "classifier"}, 2);
-    P.classes = classes;
-    P.head_w = args.tensor(Where{-1, "classifier"}, ".weight", {classes, C});
-    P.head_b = args.tensor(Where{-1, "classifier"}, ".bias", {classes}, false);
+    P.classes = args.peek_size(Where{-1, "classifier"}, 2);
+    P.head_w = args.tensor(Where{-1, "classifier"}, ".weight", {P.classes, C});
+    P.head_b = args.tensor(Where{-1, "classifier"}, ".bias", {P.classes}, false);
   }
   args.finish();
 
@@ -307,7 +305,7 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
   // Below the thread count the pipeline computes the classifier too (split
   // across the threads); above it, one addmm over the batch.
   const bool pipeline_head = P.has_head && splits_layers(P.N, at::get_num_threads(), at::in_parallel_region());
-  at::Tensor logits = pipeline_head ? at::empty({P.N, classes}, opts) : at::Tensor();
+  at::Tensor logits = pipeline_head ? at::empty({P.N, P.classes}, opts) : at::Tensor();
   if (P.N > 0)
     active_kernels().infer(InferParams{P, x.data_ptr<float>(), y.data_ptr<float>(),
                                        pipeline_head ? logits.data_ptr<float>() : nullptr});

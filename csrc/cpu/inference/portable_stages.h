@@ -167,11 +167,11 @@ inline void head_pool(const float* x, int64_t pitch, int64_t C, int64_t H, int64
 inline void classifier_rows(const float* w, const float* bias, const float* features, int64_t C, float* logits,
                             int64_t j0, int64_t j1) {
   constexpr int kRows = 4, kLanes = 16;
-  int64_t j = j0;
-  for (; j < j1; j += kRows) {
+  const int64_t full = C / kLanes * kLanes;
+  for (int64_t j = j0; j < j1; j += kRows) {
+    // A last group of fewer rows repeats its last row (fixed trip counts vectorise).
     const int rows = static_cast<int>(std::min<int64_t>(kRows, j1 - j));
     float acc[kRows][kLanes] = {};
-    const int64_t full = C / kLanes * kLanes;
     for (int64_t k = 0; k < full; k += kLanes)
       for (int r = 0; r < kRows; ++r) {
         const float* wr = w + (j + std::min(r, rows - 1)) * C + k;
