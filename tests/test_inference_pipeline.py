@@ -156,6 +156,13 @@ BLOCKS = [
     (30, 30, 1, False, 12, 1, 5, 6),
     (64, 64, 4, False, 20, 1, 10, 10),  # 100 pixels: a full tile and a 3-vector one
     (16, 40, 2, False, 8, 2, 1, 3),
+    # Planes a few pixels past whole vectors, whose last pixels pointwise layers with
+    # enough input channels compute as dot products (AVX-512; `tail_pays`):
+    (240, 240, 3, False, 120, 1, 7, 7),  # 48 + 1: 3-vector tiles and a tail, pw2's with the residual
+    (120, 480, 3, False, 120, 2, 14, 14),  # pw2 at 7x7 with a tail, after the pooled channels
+    (336, 336, 3, False, 84, 1, 14, 14),  # 192 + 4: pw1 (112 in a group) tall tiles and 4 tail pixels
+    (96, 96, 2, False, 24, 1, 3, 6),  # 16 + 2
+    (160, 160, 2, False, 40, 1, 5, 7),  # 32 + 3
 ]
 
 
@@ -171,6 +178,31 @@ def test_block_matches_reference(cpu_isa, inp, oup, group, first_group, mid, str
         with torch.no_grad():
             got, expected = fused(x), ref(x)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert calls["blocks"] == 2
+
+
+@pytest.mark.parametrize("inp,oup,group,mid,stride,H,W", [(240, 240, 3, 120, 1, 7, 7), (336, 336, 3, 84, 1, 14, 14)])
+def test_tail_pixels_carry_nan_and_inf(cpu_isa, inp, oup, group, mid, stride, H, W, calls):
+    """NaN and Inf reach the reference's positions in a plane's last pixels (the
+    dot-product tail): from the input there, and from a NaN BatchNorm statistic of pw2
+    through the tail's epilogue (its ReLU must keep NaN)."""
+    kwargs = dict(group=group, first_group=False, mid_channels=mid, ksize=3, stride=stride)
+    ref = randomize(sf.ShuffleV1Block(inp, oup, fused=False, **kwargs), seed=5).eval()
+    fused = sf.ShuffleV1Block(inp, oup, fused=True, **kwargs).eval()
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(1, inp, H, W)
+    x[0, 1, H - 1, W - 1] = float("nan")
+    x[0, inp // 2, H - 1, W - 2] = float("-inf")
+    with torch.no_grad():
+        got, expected = fused(x), ref(x)
+        assert expected[..., H - 1, W - 1].isnan().any() and expected.isinf().any()
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+        for block in (ref, fused):
+            block.branch_main_2[1].running_mean[5] = float("nan")
+        x = torch.randn(1, inp, H, W)
+        got, expected = fused(x), ref(x)
+        assert expected[0, 5].isnan().all()
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
     assert calls["blocks"] == 2
 
 

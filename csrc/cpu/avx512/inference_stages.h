@@ -7,6 +7,7 @@
 #include "cpu/avx512/target.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -34,7 +35,22 @@ struct WideTiles {
 struct TallTiles {
   static constexpr int kRows = 12, kVectors = 2;
 };
+// Planes of 48 full vectors' pixels and a few more (7x7: 3 vectors + 1):
+// 8 x 3, every lane a pixel of the plane.
+struct ThreeVectorTiles {
+  static constexpr int kRows = 8, kVectors = 3;
+};
 constexpr int64_t kTallTilesFrom = 96;  // cin_g above which TallTiles are used
+
+// Pixels past a plane's last full vector, up to this many, may be computed
+// as dot products (pointwise_tail) rather than by a vector of mostly idle
+// lanes: where that is cheaper per output channel. A dot product costs a
+// vector FMA per 16 input channels plus ~20 instructions (the horizontal sum,
+// the scalar epilogue); the vector, an FMA per input channel.
+constexpr int64_t kMaxTailPixels = 4;
+inline bool tail_pays(int64_t tail, int64_t cin_g) {
+  return tail > 0 && tail <= kMaxTailPixels && tail * ((cin_g + 15) / 16 + 20) < cin_g;
+}
 
 // What every tile of one pointwise call shares.
 struct PointwiseTask {
@@ -42,6 +58,10 @@ struct PointwiseTask {
   const float* xt;  // packed input tile
   int64_t cin_g;
   const PointwiseOut& out;
+  // The tail pixels' input columns, each cin_g floats zero-padded to whole
+  // vectors (tail_pitch floats apart), and where the tail starts.
+  const float* xc = nullptr;
+  int64_t tail_pitch = 0, tail_p0 = 0, tail = 0;
 };
 
 // max(a, b) that returns NaN when either is NaN (vmaxps alone returns b when
@@ -50,12 +70,46 @@ inline __m512 max_keep_nan(__m512 a, __m512 b) {
   return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
 }
 
+// Output channels co .. co + R - 1 at the task's tail pixels: each a dot
+// product of the channel's weight row (in L1, just read by the tile) with the
+// pixel's packed input column, 16 input channels a vector, then the tile's
+// epilogue on the sum.
+template <int R>
+inline void pointwise_tail(const PointwiseTask& t, int64_t co) {
+  const PointwiseLayer& L = t.L;
+  const PointwiseOut& out = t.out;
+  const int64_t cin_g = t.cin_g, vectors = t.tail_pitch / 16;
+  const __mmask16 last = first_lanes(cin_g - 16 * (vectors - 1));
+  const float* w = L.w + co * cin_g;
+  for (int64_t j = 0; j < t.tail; ++j) {
+    const float* xc = t.xc + j * t.tail_pitch;
+    __m512 acc[R];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < vectors; ++b) {
+      const __mmask16 m = b + 1 < vectors ? first_lanes(16) : last;
+      const __m512 xv = _mm512_load_ps(xc + 16 * b);
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(load_row16(w + r * cin_g + 16 * b, m), xv, acc[r]);
+    }
+    const int64_t p = t.tail_p0 + j;
+    for (int r = 0; r < R; ++r) {
+      const int64_t o = L.out_channel(co + r);
+      float a = std::fma(_mm512_reduce_add_ps(acc[r]), L.scale[co + r], L.shift[co + r]);
+      if (out.residual != nullptr) a += out.residual[o * out.residual_pitch + p];
+      if (out.relu) a = relu(a);
+      out.y[(out.channel_offset + o) * out.pitch + p] = a;
+    }
+  }
+}
+
 // Output channels co .. co + R - 1 (one group) x pixels p0 .. p0 + 16 V - 1
 // of a plane: acc = sum over the group's input channels of w * x, x read from
 // the packed tile (xt[ci * 16 W + pixel], zero past the plane), then the
-// epilogue (BN scale and shift, residual, ReLU), lanes past the plane masked off.
+// epilogue (BN scale and shift, residual, ReLU), lanes past the plane masked
+// off; the last tile of a plane with tail pixels computes those too.
 template <int R, int V, int W>
-inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const __mmask16* m) {
+inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const __mmask16* m, bool tail) {
   const PointwiseLayer& L = t.L;
   const PointwiseOut& out = t.out;
   const int64_t cin_g = t.cin_g;
@@ -92,6 +146,7 @@ inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const
       store_row16(y + 16 * v, m[v], a);
     }
   }
+  if (tail) pointwise_tail<R>(t, co);
 }
 
 // Stem: output channels co .. co + R - 1 of conv row oh, after bias and ReLU,
@@ -159,36 +214,45 @@ inline void max_pool_row(const float* v, int64_t Wp, float* y) {
 
 constexpr int kStemChannels = 16;  // conv output channels computed together
 
-// Output channels [g0, g1) of one group at one pixel tile: full tiles of
-// Tiles::kRows channels, then one of the rest.
+// Output channels [g0, g1) of one group at one pixel tile (and the tail
+// pixels): full tiles of Tiles::kRows channels, then one of the rest.
 template <typename Tiles, int V, int R = Tiles::kRows>
-inline void pointwise_rows(const PointwiseTask& t, int64_t g0, int64_t g1, int64_t p0, const __mmask16* m) {
+inline void pointwise_rows(const PointwiseTask& t, int64_t g0, int64_t g1, int64_t p0, const __mmask16* m,
+                           bool tail) {
   constexpr int W = Tiles::kVectors;
   if constexpr (R == Tiles::kRows) {
-    for (; g0 + R <= g1; g0 += R) pointwise_tile<R, V, W>(t, g0, p0, m);
+    for (; g0 + R <= g1; g0 += R) pointwise_tile<R, V, W>(t, g0, p0, m, tail);
   }
   if (g1 - g0 == R) {
-    pointwise_tile<R, V, W>(t, g0, p0, m);
+    pointwise_tile<R, V, W>(t, g0, p0, m, tail);
   } else if constexpr (R > 1) {
-    pointwise_rows<Tiles, V, R - 1>(t, g0, g1, p0, m);
+    pointwise_rows<Tiles, V, R - 1>(t, g0, g1, p0, m, tail);
   }
 }
 
-// Output channels [c0, c1) of a 1x1 group conv of one image with tiles of one shape.
+// Output channels [c0, c1) of a 1x1 group conv of one image with tiles of one
+// shape over the first `pixels - tail` pixels, the last `tail` by pointwise_tail.
 template <typename Tiles>
-inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t x_pitch, int64_t pixels,
+inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t x_pitch, int64_t pixels, int64_t tail,
                            const PointwiseOut& out, int64_t c0, int64_t c1) {
   constexpr int kV = Tiles::kVectors;
   constexpr int64_t tile = 16 * kV;
   const int64_t cin_g = L.cin_per_group(), cout_g = L.cout_per_group();
-  float* xt = aligned_thread_scratch(cin_g * tile);
-  const PointwiseTask task{L, xt, cin_g, out};
+  const int64_t tiled = pixels - tail, tail_pitch = (cin_g + 15) / 16 * 16;
+  float* xt = aligned_thread_scratch(cin_g * tile + tail * tail_pitch);
+  float* xc = xt + cin_g * tile;
+  const PointwiseTask task{L, xt, cin_g, out, xc, tail_pitch, tiled, tail};
   for (int64_t g0 = c0; g0 < c1;) {
     const int64_t group = g0 / cout_g, g1 = std::min(c1, (group + 1) * cout_g);
     const float* xg = x + group * cin_g * x_pitch;
-    for (int64_t p0 = 0; p0 < pixels; p0 += tile) {
+    for (int64_t j = 0; j < tail; ++j) {
+      float* col = xc + j * tail_pitch;
+      for (int64_t ci = 0; ci < cin_g; ++ci) col[ci] = xg[ci * x_pitch + tiled + j];
+      for (int64_t ci = cin_g; ci < tail_pitch; ++ci) col[ci] = 0.0f;
+    }
+    for (int64_t p0 = 0; p0 < tiled; p0 += tile) {
       __mmask16 m[kV];
-      for (int v = 0; v < kV; ++v) m[v] = first_lanes(std::clamp<int64_t>(pixels - p0 - 16 * v, 0, 16));
+      for (int v = 0; v < kV; ++v) m[v] = first_lanes(std::clamp<int64_t>(tiled - p0 - 16 * v, 0, 16));
       // The group's input tile, packed: rows of a plane are `plane` floats
       // apart (a new page every row or two), the packed tile is contiguous
       // and stays in L1 while every output channel of the group reads it.
@@ -197,15 +261,19 @@ inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t x_pi
           _mm512_store_ps(xt + ci * tile + 16 * v, load_row16(xg + ci * x_pitch + p0 + 16 * v, m[v]));
       // The last tile of a plane computes only the vectors it has (a 14x14
       // plane is 12.25 vectors: 3 full tiles and one of a single vector).
-      const int64_t vectors = (std::min<int64_t>(tile, pixels - p0) + 15) / 16;
+      const int64_t vectors = (std::min<int64_t>(tile, tiled - p0) + 15) / 16;
+      const bool last = tail > 0 && p0 + tile >= tiled;
       if (vectors == kV) {
-        pointwise_rows<Tiles, kV>(task, g0, g1, p0, m);
+        pointwise_rows<Tiles, kV>(task, g0, g1, p0, m, last);
       } else if constexpr (kV == 4) {
-        if (vectors == 3) pointwise_rows<Tiles, 3>(task, g0, g1, p0, m);
-        if (vectors == 2) pointwise_rows<Tiles, 2>(task, g0, g1, p0, m);
-        if (vectors == 1) pointwise_rows<Tiles, 1>(task, g0, g1, p0, m);
+        if (vectors == 3) pointwise_rows<Tiles, 3>(task, g0, g1, p0, m, last);
+        if (vectors == 2) pointwise_rows<Tiles, 2>(task, g0, g1, p0, m, last);
+        if (vectors == 1) pointwise_rows<Tiles, 1>(task, g0, g1, p0, m, last);
+      } else if constexpr (kV == 3) {
+        if (vectors == 2) pointwise_rows<Tiles, 2>(task, g0, g1, p0, m, last);
+        if (vectors == 1) pointwise_rows<Tiles, 1>(task, g0, g1, p0, m, last);
       } else {
-        pointwise_rows<Tiles, 1>(task, g0, g1, p0, m);
+        pointwise_rows<Tiles, 1>(task, g0, g1, p0, m, last);
       }
     }
     g0 = g1;
@@ -215,10 +283,16 @@ inline void pointwise_with(const PointwiseLayer& L, const float* x, int64_t x_pi
 struct Avx512Stages : PortableStages {
   static void pointwise(const PointwiseLayer& L, const float* x, int64_t x_pitch, int64_t pixels,
                         const PointwiseOut& out, int64_t c0, int64_t c1) {
-    if (L.cin_per_group() > kTallTilesFrom) {
-      pointwise_with<TallTiles>(L, x, x_pitch, pixels, out, c0, c1);
+    // A plane a few pixels past whole vectors (7x7 = 3 vectors + 1, 14x14 =
+    // 12 + 4) computes the whole vectors in tiles and the rest as dot products.
+    const int64_t rest = pixels % 16;
+    const int64_t tail = pixels > 16 && tail_pays(rest, L.cin_per_group()) ? rest : 0;
+    if (pixels - tail == 48) {
+      pointwise_with<ThreeVectorTiles>(L, x, x_pitch, pixels, tail, out, c0, c1);
+    } else if (L.cin_per_group() > kTallTilesFrom) {
+      pointwise_with<TallTiles>(L, x, x_pitch, pixels, tail, out, c0, c1);
     } else {
-      pointwise_with<WideTiles>(L, x, x_pitch, pixels, out, c0, c1);
+      pointwise_with<WideTiles>(L, x, x_pitch, pixels, tail, out, c0, c1);
     }
   }
 
