@@ -4,7 +4,7 @@
 // per call in Python; at batch 1 that is as much as the kernel itself. These
 // C++ autograd.Functions dispatch below autograd to the backend kernels and
 // call the backward op (its own op, so torch.compile and opcheck see it).
-// The fake kernels stay in Python (shufflenet_fused/_ops.py).
+// The Meta kernels (what fake tensors run) are in meta/meta_kernels.cpp.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>

@@ -2,7 +2,8 @@
 //
 // The backends (cpu/, cuda/) register kernels with TORCH_LIBRARY_IMPL, the
 // autograd formulas live in autograd.cpp, and the fake (meta) kernels are
-// registered from Python in shufflenet_fused/_ops.py.
+// in meta/meta_kernels.cpp (the whole-network op's fake kernel is registered
+// from Python, shufflenet_fused/ops/_library.py).
 #include <Python.h>
 #include <torch/library.h>
 

@@ -13,11 +13,11 @@ namespace shufflenet_fused {
 namespace {
 
 void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
-                          const at::Tensor& invstd, double momentum, double eps, int64_t count) {
+                          const at::Tensor& invstd, double momentum, double eps, c10::SymInt count) {
   check_running_stats_args(running_mean, running_var, mean, invstd, count);
   at::NoGradGuard no_grad;
   // In the running statistics' own dtype, as F.batch_norm: no double copies per step.
-  const at::Tensor var = unbiased_var_from_invstd(invstd, eps, static_cast<double>(count));
+  const at::Tensor var = unbiased_var_from_invstd(invstd, eps, static_cast<double>(count.expect_int()));
   running_mean.copy_(running_average(running_mean, mean.to(running_mean.scalar_type()), momentum));
   running_var.copy_(running_average(running_var, var.to(running_var.scalar_type()), momentum));
 }

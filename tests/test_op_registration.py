@@ -86,3 +86,28 @@ def test_torch_compile_fullgraph_matches_eager(training: bool) -> None:
         results.append((y.detach(), x.grad, w.grad, rm, rv))
     for eager, compiled in zip(*results, strict=True):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_meta_kernels_on_symbolic_sizes() -> None:
+    """The Meta kernels (csrc/meta/) check and shape fake tensors whose sizes are symbols,
+    as torch.compile(dynamic=True) and torch.export trace them: outputs carry the symbolic
+    sizes, and a bad argument raises the kernels' own error at trace time."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    dynamic = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] * 4)
+    x = mode.from_tensor(torch.randn(4, 6, 9, 11), symbolic_context=dynamic)
+    w, mean, var = (mode.from_tensor(t) for t in (torch.randn(6, 1, 5, 5), torch.zeros(6), torch.ones(6)))
+    with mode:
+        y = ops.dwconv_bn_eval(x, w, mean, var, None, None, 3, 2, 1e-5, False)
+        out, m, s = ops.dwconv_bn_train(x, w, None, None, 3, 2, 1e-5, True)
+        assert all(isinstance(d, torch.SymInt) for d in (y.shape[0], y.shape[2], y.shape[3]))
+        assert y.shape[2] == (x.shape[2] - 1) // 2 + 1 and out.shape == y.shape and m.dtype == torch.float32
+        with pytest.raises(RuntimeError, match="weight kernel size must be 3, 5 or 7, got 4"):
+            ops.dwconv_bn_eval(x, mode.from_tensor(torch.randn(6, 1, 4, 4)), mean, var, None, None, 3, 1, 1e-5,
+                               False)  # fmt: skip
+        with pytest.raises(RuntimeError, match="groups=4 must be >= 1 and divide the channel count"):
+            ops.dwconv_bn_eval(x, w, mean, var, None, None, 4, 1, 1e-5, False)
+        with pytest.raises(RuntimeError, match="grad_output must have shape"):
+            ops.dwconv_bn_backward(x, x, w, None, m, s, 3, 2, False, True)

@@ -15,8 +15,9 @@ namespace cpu {
 namespace {
 
 void update_running_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
-                              const at::Tensor& invstd, double momentum, double eps, int64_t count) {
-  check_running_stats_args(running_mean, running_var, mean, invstd, count);
+                              const at::Tensor& invstd, double momentum, double eps, c10::SymInt count_arg) {
+  check_running_stats_args(running_mean, running_var, mean, invstd, count_arg);
+  const int64_t count = count_arg.expect_int();
   const std::vector<double> m = read_values(mean);
   const std::vector<double> s = read_values(invstd);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "update_running_stats_cpu", [&] {
