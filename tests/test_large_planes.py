@@ -1,11 +1,14 @@
-"""Large NCHW planes: the eval op runs them in tiles (csrc/cpu/eval_tiles.h) with bounded memory.
+"""Large NCHW planes: the eval op and the training forward run them in tiles
+(csrc/cpu/plane_tiles.h) with bounded memory.
 
 Planes of more than 2^19 input pixels are computed tile by tile, each tile the conv of the
 input window it reads (halo included); rows wider than 2^14 outputs are cut into columns too.
-Checked here: the tiles give the reference's values and NaN/Inf pattern at every ISA level,
-kernel size, stride, dtype and order, across row and column tile borders; and what a call
-needs beyond its input and output, at its peak and kept after it returns, stays within the
-bound the README states (a fresh process per case, reading its RSS and peak RSS).
+The training forward computes each channel's conv three times that way (mean, squared
+deviations, output). Checked here: the tiles give the reference's values, statistics and
+NaN/Inf pattern at every ISA level, kernel size, stride, dtype and order, across row and
+column tile borders; and what a call needs beyond its input and output, at its peak and kept
+after it returns, stays within the bound the README states (a fresh process per case, reading
+its RSS and peak RSS).
 """
 
 from __future__ import annotations
@@ -82,8 +85,60 @@ def test_tiled_eval_keeps_the_nan_inf_pattern_at_tile_borders(cpu_isa, stride):
     torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-4, atol=1e-4)
 
 
-# Per worker thread, what an eval call may use beyond its input and output, at its peak and
-# kept after it returns (README "Memory"): 16 MB of kept windowed plans plus a few tile buffers.
+def _train_reference(x, wt, gamma, beta, stride, eps=1e-5):
+    """Output, batch mean and invstd of conv + batch-statistics BN in float64 (groups = C,
+    shuffle_last: the conv's channels are the output's)."""
+    k = wt.shape[-1]
+    z = torch.nn.functional.conv2d(x.double(), wt.double(), stride=stride, padding=k // 2, groups=x.shape[1])
+    mean = z.mean(dim=(0, 2, 3))
+    invstd = (z.var(dim=(0, 2, 3), unbiased=False) + eps).rsqrt()
+    y = (z - mean[:, None, None]) * invstd[:, None, None] * gamma.double()[:, None, None] + beta.double()[:, None, None]
+    return y, mean, invstd
+
+
+# The training forward tiles planes above 2^21 pixels, and half-type batches whose channel's
+# conv output (float32) would pass 16 MB: row bands, column tiles, many images of 2 tiles.
+TRAIN_CASES = [
+    ((1, 2, 1500, 1500), torch.float32),
+    ((1, 2, 1500, 1500), torch.bfloat16),
+    ((1, 2, 129, 16390), torch.float64),
+    ((20, 2, 460, 460), torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize("shape,dtype", TRAIN_CASES, ids=["bands-f32", "bands-bf16", "columns-f64", "images-bf16"])
+@pytest.mark.parametrize("k,stride", [(3, 1), (5, 2), (7, 1)])
+def test_tiled_train_forward_matches_the_reference(cpu_isa, shape, k, stride, dtype):
+    from shufflenet_fused.ops._library import ops
+
+    x, wt, _, _, gamma, beta = _case(shape, k, dtype, seed=3 * k + stride)
+    y, mean, invstd = ops.dwconv_bn_train(x, wt, gamma, beta, shape[1], stride, 1e-5, True)
+    want_y, want_mean, want_invstd = _train_reference(x, wt, gamma, beta, stride)
+    stat_tol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(mean.double(), want_mean, rtol=stat_tol, atol=stat_tol)
+    torch.testing.assert_close(invstd.double(), want_invstd, rtol=stat_tol, atol=stat_tol)
+    torch.testing.assert_close(y.double(), want_y, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_tiled_train_forward_nan_inf_pattern(cpu_isa):
+    """A NaN in a plane makes its channel's statistics and output NaN, as the reference; an
+    Inf in another channel makes its mean Inf and its output NaN; the other channel is finite."""
+    from shufflenet_fused.ops._library import ops
+
+    x, wt, _, _, gamma, beta = _case((1, 3, 1500, 1500), 3, torch.float32, seed=4)
+    x[0, 0, 300, 1499] = float("nan")
+    x[0, 1, 1499, 5] = float("inf")
+    y, mean, invstd = ops.dwconv_bn_train(x, wt, gamma, beta, 3, 1, 1e-5, True)
+    want_y, want_mean, _ = _train_reference(x, wt, gamma, beta, 1)
+    assert torch.equal(y.isnan(), want_y.isnan()) and torch.equal(y.isinf(), want_y.isinf())
+    assert torch.equal(mean.isnan(), want_mean.isnan()) and torch.equal(mean.isinf(), want_mean.isinf())
+    assert want_y[0, 2].isfinite().all()
+    torch.testing.assert_close(y[0, 2].double(), want_y[0, 2], rtol=1e-4, atol=1e-4)
+
+
+# Per worker thread, what an eval call or a training forward may use beyond its input and
+# output, at its peak and kept after it returns (README "Memory"): 16 MB of kept windowed plans
+# plus a few tile buffers.
 BOUND_MB_PER_THREAD = 24
 THREADS = 2
 
@@ -100,16 +155,23 @@ PROBE = textwrap.dedent(
     n, c, h, w, k, stride = map(int, sys.argv[1:7])
     dtype = getattr(torch, sys.argv[7])
     torch.set_num_threads(int(sys.argv[8]))
+    training = sys.argv[9] == "train"
     ops = torch.ops.shufflenet_fused
     x = torch.empty(n, c, h, w, dtype=dtype).uniform_(-1, 1)
     wt = torch.empty(c, 1, k, k, dtype=dtype).uniform_(-1, 1)
     rm, rv = torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype)
-    ops.dwconv_bn_eval(x[:, :, :8, :8].contiguous(), wt, rm, rv, None, None, 1, stride, 1e-5, False)
+
+    def call(x):
+        if training:
+            return ops.dwconv_bn_train(x, wt, None, None, 1, stride, 1e-5, False)
+        return (ops.dwconv_bn_eval(x, wt, rm, rv, None, None, 1, stride, 1e-5, False),)
+
+    call(x[:, :, :8, :8].contiguous())
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak (VmHWM) to the current RSS
     before = status("VmRSS")
-    y = ops.dwconv_bn_eval(x, wt, rm, rv, None, None, 1, stride, 1e-5, False)
-    out = y.numel() * y.element_size()
+    outputs = call(x)
+    out = sum(t.numel() * t.element_size() for t in outputs)
     print(json.dumps(dict(peak=(status("VmHWM") - before - out) / 2**20,
                           kept=(status("VmRSS") - before - out) / 2**20)))
     """
@@ -129,7 +191,8 @@ PROBE = textwrap.dedent(
     ids=lambda c: "x".join(map(str, c)),
 )
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-def test_eval_memory_is_bounded_per_thread(case, isa):
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_memory_is_bounded_per_thread(case, isa, mode):
     from conftest import CPU_ISAS
 
     from shufflenet_fused.ops._library import ops
@@ -138,7 +201,7 @@ def test_eval_memory_is_bounded_per_thread(case, isa):
         pytest.skip(f"this CPU does not support {isa}")
     env = dict(os.environ, SHUFFLENET_FUSED_CPU_ISA=isa)
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *map(str, case), str(THREADS)],
+        [sys.executable, "-c", PROBE, *map(str, case), str(THREADS), mode],
         env=env, capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
     mb = json.loads(proc.stdout.strip().splitlines()[-1])

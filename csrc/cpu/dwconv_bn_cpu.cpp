@@ -16,7 +16,7 @@
 #include "common/bn_math.h"
 #include "common/channel_map.h"
 #include "common/checks.h"
-#include "cpu/eval_tiles.h"
+#include "cpu/plane_tiles.h"
 #include "cpu/host_values.h"
 #include "cpu/kernel_table.h"
 #include "cpu/reused_tensor.h"
@@ -132,7 +132,7 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
   const EvalParams p{x, w, foldable ? scale : ones, foldable ? shift : zeros, g, groups, shuffle_last, y};
   if (format == at::MemoryFormat::ChannelsLast) {
     active_kernels().eval_channels_last(p);  // row by row: memory bounded by a row
-  } else if (eval_runs_in_tiles(g)) {
+  } else if (runs_in_tiles(g)) {
     eval_in_tiles(p);
   } else {
     active_kernels().eval(p);
@@ -156,7 +156,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
   at::Tensor invstd = at::empty({g.C}, stat_options);
   const std::vector<double> w = read_values(weight);
   const TrainParams p{x, w, gamma, beta, g, groups, eps, shuffle_last, y, mean, invstd};
-  active_kernels().train(p);
+  if (train_runs_in_tiles(g, x.scalar_type())) {
+    train_in_tiles(p);
+  } else {
+    active_kernels().train(p);
+  }
   return {finish_output(y, input), mean, invstd};
 }
 
