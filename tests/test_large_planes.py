@@ -136,6 +136,26 @@ def test_tiled_train_forward_nan_inf_pattern(cpu_isa):
     torch.testing.assert_close(y[0, 2].double(), want_y[0, 2], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tiled_train_forward_is_the_same_on_any_thread_count(channels):
+    """Each channel's statistics are reduced by one thread in a fixed order, tiles included:
+    bitwise the same output and statistics on 1 and 2 threads (also with one channel, where
+    the tasks run outside a parallel region)."""
+    from shufflenet_fused.ops._library import ops
+
+    x, wt, _, _, gamma, beta = _case((1, channels, 1500, 1500), 3, torch.float32, seed=6)
+    before = torch.get_num_threads()
+    outputs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outputs.append(ops.dwconv_bn_train(x, wt, gamma, beta, channels, 1, 1e-5, True))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*outputs, strict=True):
+        assert torch.equal(a, b)
+
+
 # Per worker thread, what an eval call or a training forward may use beyond its input and
 # output, at its peak and kept after it returns (README "Memory"): 16 MB of kept windowed plans
 # plus a few tile buffers.

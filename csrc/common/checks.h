@@ -97,9 +97,8 @@ inline std::vector<c10::SymInt> conv_output_sym_sizes(const at::Tensor& input, i
   return {input.sym_size(0), input.sym_size(1), out(input.sym_size(2)), out(input.sym_size(3))};
 }
 
-inline ConvGeometry check_conv_args(const at::Tensor& input, const at::Tensor& weight,
-                                    int64_t groups, int64_t stride) {
-  const int64_t K = check_conv_rules(input, weight, groups, stride);
+// The geometry of a call whose rules were checked, from its concrete sizes.
+inline ConvGeometry conv_geometry(const at::Tensor& input, int64_t K, int64_t stride) {
   ConvGeometry g;
   g.N = input.size(0);
   g.C = input.size(1);
@@ -202,16 +201,17 @@ inline ConvGeometry check_eval_args(const at::Tensor& input, const at::Tensor& w
                                     const at::Tensor& running_var, const c10::optional<at::Tensor>& bn_weight,
                                     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride,
                                     double eps) {
-  check_eval_rules(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
-  return check_conv_args(input, weight, groups, stride);
+  return conv_geometry(
+      input, check_eval_rules(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps),
+      stride);
 }
 
 inline ConvGeometry check_train_args(const at::Tensor& input, const at::Tensor& weight,
                                      const c10::optional<at::Tensor>& bn_weight,
                                      const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride,
                                      double eps) {
-  check_train_rules(input, weight, bn_weight, bn_bias, groups, stride, eps);
-  const ConvGeometry g = check_conv_args(input, weight, groups, stride);
+  const ConvGeometry g =
+      conv_geometry(input, check_train_rules(input, weight, bn_weight, bn_bias, groups, stride, eps), stride);
   check_training_count(g);
   return g;
 }
@@ -220,8 +220,8 @@ inline ConvGeometry check_backward_args(const at::Tensor& grad_output, const at:
                                         const at::Tensor& weight, const c10::optional<at::Tensor>& bn_weight,
                                         const at::Tensor& mean, const at::Tensor& invstd, int64_t groups,
                                         int64_t stride) {
-  check_backward_rules(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
-  return check_conv_args(input, weight, groups, stride);
+  return conv_geometry(
+      input, check_backward_rules(grad_output, input, weight, bn_weight, mean, invstd, groups, stride), stride);
 }
 
 // count: the values per channel of the batch statistics; checked where it is

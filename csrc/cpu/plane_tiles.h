@@ -34,7 +34,7 @@ constexpr int64_t kTileColumns = int64_t(1) << 12;
 inline bool runs_in_tiles(const ConvGeometry& g) { return g.H * g.W > kTiledAbovePixels; }
 
 // The training forward runs in tiles where its untiled kernels (train.h)
-// would need more than about 32 MB per thread: planes above 2^21 pixels
+// would need more than about 24 MB per thread: planes above 2^21 pixels
 // (staging, lane masks), or half-type input whose channel's conv output, kept
 // in float32 for the statistics, would pass 16 MB. Tiles compute each conv
 // twice: up to about 3M pixels the untiled kernels are faster (1.4-2.4x at

@@ -29,6 +29,7 @@ double squared_deviations(const at::Tensor& z, double mean) {
 }
 
 }  // namespace
+
 void train_in_tiles(const TrainParams& P) {
   const ConvGeometry& g = P.g;
   const PlaneTiles tiles(g);

@@ -35,8 +35,8 @@ struct WideTiles {
 struct TallTiles {
   static constexpr int kRows = 12, kVectors = 2;
 };
-// Planes of 48 full vectors' pixels and a few more (7x7: 3 vectors + 1):
-// 8 x 3, every lane a pixel of the plane.
+// Planes whose whole vectors hold 48 pixels (7x7: 48 and a tail pixel): 8 x 3
+// tiles, every lane a pixel of the plane.
 struct ThreeVectorTiles {
   static constexpr int kRows = 8, kVectors = 3;
 };
