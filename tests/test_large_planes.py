@@ -1,14 +1,15 @@
-"""Large NCHW planes: the eval op and the training forward run them in tiles
+"""Large NCHW planes: the eval op, the training forward and the backward run them in tiles
 (csrc/cpu/plane_tiles.h) with bounded memory.
 
-Planes of more than 2^19 input pixels are computed tile by tile, each tile the conv of the
-input window it reads (halo included); rows wider than 2^14 outputs are cut into columns too.
-The training forward computes each channel's conv three times that way (mean, squared
-deviations, output). Checked here: the tiles give the reference's values, statistics and
-NaN/Inf pattern at every ISA level, kernel size, stride, dtype and order, across row and
-column tile borders; and what a call needs beyond its input and output, at its peak and kept
-after it returns, stays within the bound the README states (a fresh process per case, reading
-its RSS and peak RSS).
+Planes of more than 2^19 input pixels (eval) or 2^21 (training, backward) are computed tile
+by tile, each tile the conv of the input window it reads (halo included); rows wider than
+2^14 outputs are cut into columns too. The training forward computes each channel's conv
+twice that way (statistics, output); the backward twice in training (sums, dz), with a
+stride-1 conv of the (dilated) dz for the input's gradient. Checked here: the tiles give the
+reference's values, statistics, gradients and NaN/Inf pattern at every ISA level, kernel
+size, stride, dtype and order, across row and column tile borders; and what a call needs
+beyond its inputs and outputs, at its peak and kept after it returns, stays within the bound
+the README states (a fresh process per case, reading its RSS and peak RSS).
 """
 
 from __future__ import annotations
@@ -156,9 +157,105 @@ def test_tiled_train_forward_is_the_same_on_any_thread_count(channels):
         assert torch.equal(a, b)
 
 
-# Per worker thread, what an eval call or a training forward may use beyond its input and
-# output, at its peak and kept after it returns (README "Memory"): 16 MB of kept windowed plans
-# plus a few tile buffers.
+# The backward runs in tiles on the same planes, and on batches whose channel's z and dz
+# would pass 64 MB (csrc/cpu/backward_tiles.cpp). Gradients through the public API (its
+# forward tiled too) against float64 autograd of the reference; each reference is computed
+# once for every ISA.
+BACKWARD_CASES = [
+    ((1, 2, 1500, 1500), torch.float32, True),
+    ((1, 2, 1500, 1500), torch.bfloat16, True),
+    ((1, 2, 129, 16390), torch.float64, True),
+    ((40, 1, 460, 460), torch.bfloat16, True),
+    ((1, 2, 1500, 1500), torch.float32, False),
+    ((1, 2, 129, 16390), torch.float64, False),
+]
+GRAD_TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 1e-2}
+_backward_references: dict = {}
+
+
+def _grads(fn, args, gy, training, **kw):
+    leaves = [t.detach().clone().requires_grad_(i in (0, 1, 4, 5)) for i, t in enumerate(args)]
+    y = fn(*leaves, training=training, **kw)
+    y.backward(gy.to(y.dtype))
+    return [leaves[i].grad for i in (0, 1, 4, 5)]
+
+
+def _backward_case(shape, dtype, k, stride, seed):
+    args = _case(shape, k, dtype, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    n, c, h, w = shape
+    gy = torch.randn(n, c, (h - 1) // stride + 1, (w - 1) // stride + 1, generator=g, dtype=torch.float64).to(dtype)
+    return args, gy
+
+
+@pytest.mark.parametrize(
+    "shape,dtype,training",
+    BACKWARD_CASES,
+    ids=["bands-f32", "bands-bf16", "columns-f64", "images-bf16", "bands-f32-eval", "columns-f64-eval"],
+)
+@pytest.mark.parametrize("k,stride", [(3, 1), (5, 2), (7, 1)])
+def test_tiled_backward_matches_the_reference(cpu_isa, shape, dtype, training, k, stride):
+    args, gy = _backward_case(shape, dtype, k, stride, seed=5 * k + stride)
+    kw = dict(groups=shape[1], stride=stride, order="shuffle_last")
+    key = (shape, dtype, training, k, stride)
+    if key not in _backward_references:
+        _backward_references[key] = _grads(sf.reference.shuffle_dwconv_bn, [t.double() for t in args],
+                                           gy.double(), training, **kw)  # fmt: skip
+    got = _grads(sf.shuffle_dwconv_bn, args, gy, training, **kw)
+    for name, a, b in zip(("x", "weight", "bn_weight", "bn_bias"), got, _backward_references[key], strict=True):
+        err = ((a.double() - b).abs().max() / b.abs().max()).item()
+        assert err <= GRAD_TOL[dtype], f"{name}.grad: max error {err:.1e} of its largest value"
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_tiled_backward_keeps_the_nan_inf_pattern_at_tile_borders(cpu_isa, stride, training):
+    """NaN/Inf in the input and in the output's gradient around the column tile borders:
+    with frozen statistics x's NaN/Inf stays out of x.grad (as the reference), in training it
+    spreads over its channel; gy's spreads as the reference's."""
+    shape = (1, 3, 129, 16390)
+    args, gy = _backward_case(shape, torch.float32, 3, stride, seed=11)
+    x = args[0]
+    for col in (0, 4095 * stride, 4096 * stride, 4096 * stride + 1, 8192 * stride - 1, 16389):
+        x[0, 0, 5, col] = float("nan")
+        x[0, 0, 128, col] = float("inf")
+        gy[0, 1, 0, col // stride] = float("inf")
+        gy[0, 1, 64 // stride, col // stride] = -float("inf")
+    kw = dict(groups=3, stride=stride, order="shuffle_first")
+    got = _grads(sf.shuffle_dwconv_bn, args, gy, training, **kw)
+    want = _grads(sf.reference.shuffle_dwconv_bn, [t.double() for t in args], gy.double(), training, **kw)
+    for name, a, b in zip(("x", "weight", "bn_weight", "bn_bias"), got, want, strict=True):
+        assert torch.equal(a.isnan(), b.isnan()), f"{name}.grad: NaN pattern"
+        assert torch.equal(a.isinf(), b.isinf()), f"{name}.grad: Inf pattern"
+        finite = b.isfinite()
+        torch.testing.assert_close(a.double()[finite], b[finite], rtol=1e-4, atol=1e-4 * b[finite].abs().max().item())
+    assert want[0][0, 2].isfinite().all()  # a channel that neither reaches
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tiled_backward_is_the_same_on_any_thread_count(channels):
+    """Each channel's sums are reduced by one thread in a fixed order: bitwise the same
+    gradients on 1 and 2 threads."""
+    from shufflenet_fused.ops._library import ops
+
+    args, gy = _backward_case((1, channels, 1500, 1500), torch.float32, 3, 1, seed=6)
+    x, wt, _, _, gamma, beta = args
+    before = torch.get_num_threads()
+    grads = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            _, mean, invstd = ops.dwconv_bn_train(x, wt, gamma, beta, channels, 1, 1e-5, True)
+            grads.append(ops.dwconv_bn_backward(gy, x, wt, gamma, mean, invstd, channels, 1, True, True))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
+
+
+# Per worker thread, what an eval call, a training forward or a backward may use beyond its
+# inputs and outputs, at its peak and kept after it returns (README "Memory"): 16 MB of kept
+# windowed plans plus a few tile buffers.
 BOUND_MB_PER_THREAD = 24
 THREADS = 2
 
@@ -175,22 +272,32 @@ PROBE = textwrap.dedent(
     n, c, h, w, k, stride = map(int, sys.argv[1:7])
     dtype = getattr(torch, sys.argv[7])
     torch.set_num_threads(int(sys.argv[8]))
-    training = sys.argv[9] == "train"
+    mode = sys.argv[9]
     ops = torch.ops.shufflenet_fused
     x = torch.empty(n, c, h, w, dtype=dtype).uniform_(-1, 1)
     wt = torch.empty(c, 1, k, k, dtype=dtype).uniform_(-1, 1)
     rm, rv = torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype)
 
-    def call(x):
-        if training:
+    def prepare(x):  # the backward's other inputs, made before the measured call
+        if mode != "backward":
+            return (x,)
+        y, mean, invstd = ops.dwconv_bn_train(x, wt, None, None, 1, stride, 1e-5, False)
+        return x, y.uniform_(-1, 1), mean, invstd
+
+    def call(x, *extra):
+        if mode == "train":
             return ops.dwconv_bn_train(x, wt, None, None, 1, stride, 1e-5, False)
+        if mode == "backward":
+            gy, mean, invstd = extra
+            return ops.dwconv_bn_backward(gy, x, wt, None, mean, invstd, 1, stride, False, True)
         return (ops.dwconv_bn_eval(x, wt, rm, rv, None, None, 1, stride, 1e-5, False),)
 
-    call(x[:, :, :8, :8].contiguous())
+    call(*prepare(x[:, :, :8, :8].contiguous()))
+    args = prepare(x)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak (VmHWM) to the current RSS
     before = status("VmRSS")
-    outputs = call(x)
+    outputs = call(*args)
     out = sum(t.numel() * t.element_size() for t in outputs)
     print(json.dumps(dict(peak=(status("VmHWM") - before - out) / 2**20,
                           kept=(status("VmRSS") - before - out) / 2**20)))
@@ -211,7 +318,7 @@ PROBE = textwrap.dedent(
     ids=lambda c: "x".join(map(str, c)),
 )
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("mode", ["eval", "train", "backward"])
 def test_memory_is_bounded_per_thread(case, isa, mode):
     from conftest import CPU_ISAS
 

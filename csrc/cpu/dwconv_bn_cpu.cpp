@@ -182,7 +182,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
     const std::vector<double> w = read_values(weight);
     const BackwardParams p{go, x, w, gamma, mean_v, invstd_v, g, groups, shuffle_last, training,
                            grad_x, grad_w, grad_gamma, grad_beta};
-    active_kernels().backward(p);
+    if (backward_runs_in_tiles(g, x.scalar_type())) {
+      backward_in_tiles(p);
+    } else {
+      active_kernels().backward(p);
+    }
   } else {
     grad_x.zero_();
   }

@@ -49,6 +49,19 @@ inline bool train_runs_in_tiles(const ConvGeometry& g, at::ScalarType dtype) {
          (half && g.N * g.Ho * g.Wo * int64_t(sizeof(float)) > kTrainMaxChannelBytes);
 }
 
+// The backward runs in tiles on the training forward's planes, and where its
+// untiled kernel's copies of a channel's conv output and its gradient (z and
+// dz, in the statistics' type) would pass 64 MB together. Tiles cost a second
+// conv and a weight gradient outside the ISA kernels: 1.3-2.5x the untiled
+// time on 1500-2048 pixel planes and on batches of small planes (3.4x on
+// 56x56 planes), 0.8-0.9x on 4500x4500 at k = 3/5 (1.8x at k = 7).
+constexpr int64_t kBackwardMaxChannelBytes = int64_t(64) << 20;
+
+inline bool backward_runs_in_tiles(const ConvGeometry& g, at::ScalarType dtype) {
+  const int64_t acc_bytes = stat_dtype(dtype) == at::kDouble ? 8 : 4;
+  return g.H * g.W > kTrainTiledAbovePixels || 2 * g.N * g.Ho * g.Wo * acc_bytes > kBackwardMaxChannelBytes;
+}
+
 // Output rows and columns per tile.
 struct TileShape {
   int64_t rows, cols;
@@ -109,6 +122,11 @@ void eval_in_tiles(const EvalParams& P);
 // channel's conv computed twice (the statistics, the output), so that no
 // buffer of the channel's planes is needed.
 void train_in_tiles(const TrainParams& P);
+
+// The NCHW backward of P (backward_runs_in_tiles), tile by tile
+// (backward_tiles.cpp): each channel's conv computed twice in training
+// (the sums, then dz), once with frozen statistics.
+void backward_in_tiles(const BackwardParams& P);
 
 }  // namespace cpu
 }  // namespace shufflenet_fused
