@@ -1,10 +1,11 @@
-"""Eval BatchNorm with degenerate parameters keeps the reference's NaN/Inf pattern.
+"""BatchNorm with degenerate parameters keeps the reference's NaN/Inf pattern.
 
 With eps = 0 and a zero running variance (scale = gamma / 0), or an infinite or NaN gamma,
 beta or running mean, folding BN into the convolution taps (conv(x, w * scale)) would give
 another NaN/Inf pattern than the reference's conv(x, w) * scale + shift: the op then
-applies BN after the convolution. Every CPU ISA this machine runs, both layouts, float32 and
-float64, both orders, both strides.
+applies BN after the convolution. In training (batch statistics) gamma and beta can be
+degenerate: the backward applies gamma * invstd after the bracket, as the reference. Every CPU
+ISA this machine runs, both layouts, float32 and float64, both orders, both strides.
 """
 
 from __future__ import annotations
@@ -113,6 +114,34 @@ def test_training_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype
     _pattern_equal(got, want, "output")
 
 
+def _training_grads(fn, x, w, gamma, beta, gy, stride):
+    leaves = [t.clone().requires_grad_() for t in (x, w, gamma, beta)]
+    y = fn(leaves[0], leaves[1], None, None, leaves[2], leaves[3], groups=3, stride=stride, training=True,
+           order="shuffle_last")  # fmt: skip
+    y.backward(gy)
+    return [t.grad for t in leaves]
+
+
+def _output_grad(seed, dtype, stride):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, C, (9 - 1) // stride + 1, (11 - 1) // stride + 1, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_training_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtype, layout, stride):
+    """An infinite gamma makes dz = gamma * invstd * (g - mean(g) - ...) +-Inf, NaN only
+    where the bracket is zero, as the reference: the factor is applied last."""
+    x, w = _input_and_weight(5, dtype, layout)
+    gamma, beta = _training_bn(dtype)
+    gy = _output_grad(6, dtype, stride)
+    got = _training_grads(sf.shuffle_dwconv_bn, x, w, gamma, beta, gy, stride)
+    want = _training_grads(sf.reference.shuffle_dwconv_bn, x, w, gamma, beta, gy, stride)
+    for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), got, want, strict=True):
+        _pattern_equal(a, b, f"grad {name}")
+
+
 # The CUDA backend's passes (csrc/tiled/), run on the CPU by the emulator (lane work, lane
 # after lane) and, where built, the host runner (csrc/cuda/kernels.cuh on host threads).
 FAMILIES = [f for f in ("_debug_emulate", "_host_cuda") if hasattr(torch.ops.shufflenet_fused, f + "_eval")]
@@ -136,3 +165,9 @@ def test_cuda_backend_keeps_the_reference_pattern_with_degenerate_bn(family, dty
     want = sf.reference.shuffle_dwconv_bn(x, w, None, None, tg, tb, groups=3, stride=stride, training=True,
                                           order="shuffle_last")  # fmt: skip
     _pattern_equal(got, want, "training output")
+    gy = _output_grad(7, dtype, stride)
+    _, mean, invstd = getattr(ops, family + "_train")(x, w, tg, tb, 3, stride, 1e-5, True)
+    got = getattr(ops, family + "_backward")(gy, x, w, tg, mean, invstd, 3, stride, True, True)
+    want = _training_grads(sf.reference.shuffle_dwconv_bn, x, w, tg, tb, gy, stride)
+    for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), got, want, strict=True):
+        _pattern_equal(a, b, f"training grad {name}")

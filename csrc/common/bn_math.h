@@ -91,10 +91,12 @@ SF_HD T running_average(const T& old_value, const T& new_value, double momentum)
   return (1.0 - momentum) * old_value + momentum * new_value;
 }
 
-// The BN backward as one affine map per channel, dz = A*g + B*(z - mean) + D,
-// from sum_g = sum(g) and sum_gzc = sum(g * (z - mean)) over the channel;
-// grad_gamma = sum_gzc * invstd, grad_beta = sum_g. Frozen statistics (eval
-// BN) leave only A.
+// The BN backward per channel as dz = A * (g + B*(z - mean) + D), from
+// sum_g = sum(g) and sum_gzc = sum(g * (z - mean)) over the channel;
+// grad_gamma = sum_gzc * invstd, grad_beta = sum_g. A = gamma * invstd is
+// applied last, as F.batch_norm's backward does: with an infinite gamma (or
+// invstd) dz is then +-Inf where the bracket is nonzero, where A*g + ... would
+// give Inf - Inf = NaN. Frozen statistics (eval BN) leave only A.
 struct BnBackwardCoefs {
   double A, B, D;
 };
@@ -105,17 +107,16 @@ SF_HD BnBackwardCoefs bn_backward_coefs(double gamma, double invstd, double sum_
                                         bool training) {
   const double A = gamma * invstd;
   if (!training) return BnBackwardCoefs{A, 0.0, 0.0};
-  const double dgamma = bn_grad_gamma(sum_gzc, invstd);
-  return BnBackwardCoefs{A, -A * invstd * dgamma / count, -A * sum_g / count};
+  return BnBackwardCoefs{A, -invstd * invstd * sum_gzc / count, -sum_g / count};
 }
 
 // dz of one element, given g and zc = z - mean. With frozen statistics
-// (training false: B = D = 0) the second term is left out rather than
-// multiplied by zero, so that a NaN or Inf in z, i.e. in the input, does not
-// reach dz: with eval BN the input's gradient does not depend on the input.
+// (training false: B = D = 0) the bracket is left out rather than added with
+// zeros, so that a NaN or Inf in z, i.e. in the input, does not reach dz:
+// with eval BN the input's gradient does not depend on the input.
 template <typename T>
 SF_HD T bn_backward_dz(T A, T B, T D, T g, T zc, bool training) {
-  return training ? A * g + B * zc + D : A * g;
+  return training ? A * (g + B * zc + D) : A * g;
 }
 
 }  // namespace shufflenet_fused

@@ -2,8 +2,8 @@
 // Tasks are parameter channels, as in the training forward. Per lane:
 //   1. recompute the conv output z (conv_lane) and reduce sum(g) and
 //      sum(g * (z - mean)) over the channel;
-//   2. dz = A*g + B*(z - mean) + D, BN's backward as one affine map per
-//      channel (common/bn_math.h);
+//   2. dz = A * (g + B*(z - mean) + D), BN's backward as one affine map per
+//      channel, A applied last (common/bn_math.h);
 //   3. the conv-weight gradient and grad_input from dz: the ISA's lane path
 //      (hooks::try_backward_lane) or the flat stack (backward_lane_flat); a
 //      non-finite weight-gradient tap is recomputed from the definition

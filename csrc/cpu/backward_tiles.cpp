@@ -5,8 +5,8 @@
 // each channel's sums are reduced by one thread in a fixed order, so the
 // result does not depend on the thread count. Per channel:
 //   1. per output tile, z = the conv of its input window (conv_tile):
-//      sum(g) and sum(g * (z - mean)), hence BN's backward as dz = A*g +
-//      B*(z - mean) + D (common/bn_math.h);
+//      sum(g) and sum(g * (z - mean)), hence BN's backward as dz =
+//      A * (g + B*(z - mean) + D) (common/bn_math.h);
 //   2. per output tile again, dz over the tile and the halo of outputs that
 //      the tile's input rows and columns feed (z recomputed there in
 //      training; frozen statistics need no z):
@@ -78,7 +78,7 @@ void add_grad_sums(const at::Tensor& g, const at::Tensor& z, acc_t m, double* su
     }
 }
 
-// dz = A*g + B*(z - m) + D in place of g (z, with row stride, only read in training).
+// dz = A * (g + B*(z - m) + D) in place of g (z, with row stride, only read in training).
 template <typename acc_t>
 void grad_to_dz(at::Tensor& g, const at::Tensor* z, acc_t m, const BnBackwardCoefs& k, bool training) {
   const int64_t rows = g.size(0), cols = g.size(1);

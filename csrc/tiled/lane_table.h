@@ -23,7 +23,7 @@ enum : int { kRowShift = 0, kRowScale = 1, kRowMean = 2, kRowA = 3, kRowB = 4, k
 
 // One lane's column of the table: y = conv(w) * scale + shift (eval; scale is
 // 1 where BN is folded into the taps), and the BN backward
-// dz = A * g + B * (z - mean) + D (common/bn_math.h).
+// dz = A * (g + B * (z - mean) + D) (common/bn_math.h).
 template <int KK, typename acc_t>
 struct LaneCoefs {
   Taps<KK, acc_t> w;
