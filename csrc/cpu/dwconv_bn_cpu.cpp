@@ -6,7 +6,8 @@
 // channels_last inputs through NCHW copies (in_format; a native kernel is
 // future work).
 // Other strided inputs go through an NCHW copy. Outputs keep the input's
-// memory format (output_memory_format).
+// memory format (output_memory_format). Conv weights with a NaN or Inf run
+// through ATen as the reference does (nonfinite_weight_ops.h).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -16,9 +17,10 @@
 #include "common/bn_math.h"
 #include "common/channel_map.h"
 #include "common/checks.h"
-#include "cpu/plane_tiles.h"
 #include "cpu/host_values.h"
 #include "cpu/kernel_table.h"
+#include "cpu/nonfinite_weight_ops.h"
+#include "cpu/plane_tiles.h"
 #include "cpu/reused_tensor.h"
 
 namespace shufflenet_fused {
@@ -105,6 +107,10 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
                               int64_t stride, double eps, bool shuffle_last) {
   const ConvGeometry g =
       check_eval_args(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps);
+  const std::vector<double> w = read_values(weight);
+  if (has_nonfinite(w))
+    return nonfinite_weight_eval(input, weight, running_mean, running_var, bn_weight, bn_bias, groups, stride, eps,
+                                 shuffle_last);
 
   // Fold BN into y = conv * scale + shift, per parameter channel.
   const std::vector<double> mean = read_values_or(running_mean, g.C, 0.0);
@@ -124,7 +130,6 @@ at::Tensor dwconv_bn_eval_cpu(const at::Tensor& input, const at::Tensor& weight,
     foldable = foldable && bn.foldable();
   }
 
-  const std::vector<double> w = read_values(weight);
   const at::MemoryFormat format = output_memory_format(input);
   const at::Tensor x = input.contiguous(format);
   at::Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options().memory_format(format));
@@ -146,6 +151,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
     const c10::optional<at::Tensor>& bn_bias, int64_t groups, int64_t stride, double eps,
     bool shuffle_last) {
   const ConvGeometry g = check_train_args(input, weight, bn_weight, bn_bias, groups, stride, eps);
+  const std::vector<double> w = read_values(weight);
+  if (has_nonfinite(w)) return nonfinite_weight_train(input, weight, bn_weight, bn_bias, groups, stride, eps, shuffle_last);
 
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> beta = read_values_or(bn_bias, g.C, 0.0);
@@ -154,7 +161,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv_bn_train_cpu(
   const auto stat_options = x.options().dtype(stat_dtype(x.scalar_type()));
   at::Tensor mean = at::empty({g.C}, stat_options);
   at::Tensor invstd = at::empty({g.C}, stat_options);
-  const std::vector<double> w = read_values(weight);
   const TrainParams p{x, w, gamma, beta, g, groups, eps, shuffle_last, y, mean, invstd};
   if (train_runs_in_tiles(g, x.scalar_type())) {
     train_in_tiles(p);
@@ -170,6 +176,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
     int64_t groups, int64_t stride, bool shuffle_last, bool training) {
   const ConvGeometry g =
       check_backward_args(grad_output, input, weight, bn_weight, mean, invstd, groups, stride);
+  const std::vector<double> w = read_values(weight);
+  if (has_nonfinite(w))
+    return nonfinite_weight_backward(grad_output, input, weight, bn_weight, mean, invstd, groups, stride, shuffle_last,
+                                     training);
 
   const std::vector<double> gamma = read_values_or(bn_weight, g.C, 1.0);
   const std::vector<double> mean_v = read_values_or(mean, g.C, 0.0);
@@ -179,7 +189,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dwconv_bn_backward_cp
   at::Tensor grad_x = nchw_output(input, x.sizes(), /*slot=*/2);
   std::vector<double> grad_w(g.C * g.K * g.K, 0.0), grad_gamma(g.C, 0.0), grad_beta(g.C, 0.0);
   if (g.N * g.Ho * g.Wo > 0) {
-    const std::vector<double> w = read_values(weight);
     const BackwardParams p{go, x, w, gamma, mean_v, invstd_v, g, groups, shuffle_last, training,
                            grad_x, grad_w, grad_gamma, grad_beta};
     if (backward_runs_in_tiles(g, x.scalar_type())) {
