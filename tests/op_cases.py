@@ -124,3 +124,20 @@ def assert_low_precision_matches_float64(case: Case, dtype: torch.dtype, *, trai
         torch.testing.assert_close(
             got[key].double(), e, rtol=tol, atol=tol * scale, msg=lambda m, key=key: f"{key}: {m}"
         )
+
+
+# Fused against the reference run in the same dtype, where NaN/Inf patterns are compared: the
+# half types' values differ by their rounding (the reference rounds its conv output before BN).
+PATTERN_TOL = {torch.float64: 1e-4, torch.float32: 1e-4, torch.bfloat16: 6e-2, torch.float16: 1e-2}
+
+
+def assert_same_nan_inf(got: torch.Tensor, want: torch.Tensor, what: str, tol: float | None = None) -> None:
+    """got has NaN and +-Inf exactly where want has them, and want's finite values elsewhere
+    (to `tol` of the largest, default PATTERN_TOL of want's dtype: sums' errors grow with them)."""
+    for name, test in (("NaN", torch.isnan), ("+Inf", torch.isposinf), ("-Inf", torch.isneginf)):
+        a, b = test(got), test(want)
+        assert torch.equal(a, b), f"{what}: {name} at {int(a.sum())} places, reference {int(b.sum())}"
+    finite = torch.isfinite(want)
+    tol = PATTERN_TOL[want.dtype] if tol is None else tol
+    scale = max(1.0, want[finite].abs().max().item()) if finite.any() else 1.0
+    torch.testing.assert_close(got[finite], want[finite], rtol=tol, atol=tol * scale, msg=what)

@@ -5,13 +5,15 @@ beta or running mean, folding BN into the convolution taps (conv(x, w * scale)) 
 another NaN/Inf pattern than the reference's conv(x, w) * scale + shift: the op then
 applies BN after the convolution. In training (batch statistics) gamma and beta can be
 degenerate: the backward applies gamma * invstd after the bracket, as the reference. Every CPU
-ISA this machine runs, both layouts, float32 and float64, both orders, both strides.
+ISA this machine runs, both layouts, every dtype (against the reference in the same dtype),
+both orders, both strides.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from op_cases import assert_same_nan_inf
 
 import shufflenet_fused as sf
 
@@ -50,17 +52,7 @@ def _input_and_weight(seed, dtype, layout, zero_taps=()):
     return x, w
 
 
-def _pattern_equal(a, b, what):
-    assert torch.equal(torch.isnan(a), torch.isnan(b)), f"{what}: NaN at {int(torch.isnan(a).sum())}, " \
-        f"reference {int(torch.isnan(b).sum())}"
-    assert torch.equal(torch.isinf(a), torch.isinf(b)), f"{what}: Inf at {int(torch.isinf(a).sum())}, " \
-        f"reference {int(torch.isinf(b).sum())}"
-    assert torch.equal(torch.signbit(a[torch.isinf(a)]), torch.signbit(b[torch.isinf(b)])), f"{what}: Inf signs"
-    finite = torch.isfinite(b)
-    torch.testing.assert_close(a[finite], b[finite], rtol=1e-4, atol=1e-4, msg=what)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("order", ["shuffle_first", "shuffle_last"])
@@ -70,10 +62,10 @@ def test_eval_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype, la
     kw = dict(groups=3, stride=stride, training=False, eps=0.0, order=order)
     got = sf.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, **kw)
     want = sf.reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, **kw)
-    _pattern_equal(got, want, "output")
+    assert_same_nan_inf(got, want, "output")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_eval_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtype, layout, stride):
@@ -92,7 +84,7 @@ def test_eval_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtype, l
         y.backward(gy)
         grads.append([t.grad for t in leaves])
     for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), *grads, strict=True):
-        _pattern_equal(a, b, f"grad {name}")
+        assert_same_nan_inf(a, b, f"grad {name}")
 
 
 def _training_bn(dtype):
@@ -102,7 +94,7 @@ def _training_bn(dtype):
     return gamma, beta
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_training_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype, layout, stride):
@@ -111,7 +103,7 @@ def test_training_output_with_degenerate_bn_matches_the_reference(cpu_isa, dtype
     kw = dict(groups=3, stride=stride, training=True, order="shuffle_last")
     got = sf.shuffle_dwconv_bn(x, w, None, None, gamma, beta, **kw)
     want = sf.reference.shuffle_dwconv_bn(x, w, None, None, gamma, beta, **kw)
-    _pattern_equal(got, want, "output")
+    assert_same_nan_inf(got, want, "output")
 
 
 def _training_grads(fn, x, w, gamma, beta, gy, stride):
@@ -127,7 +119,7 @@ def _output_grad(seed, dtype, stride):
     return torch.randn(2, C, (9 - 1) // stride + 1, (11 - 1) // stride + 1, generator=g, dtype=dtype)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_training_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtype, layout, stride):
@@ -139,7 +131,7 @@ def test_training_gradients_with_degenerate_bn_match_the_reference(cpu_isa, dtyp
     got = _training_grads(sf.shuffle_dwconv_bn, x, w, gamma, beta, gy, stride)
     want = _training_grads(sf.reference.shuffle_dwconv_bn, x, w, gamma, beta, gy, stride)
     for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), got, want, strict=True):
-        _pattern_equal(a, b, f"grad {name}")
+        assert_same_nan_inf(a, b, f"grad {name}")
 
 
 # The CUDA backend's passes (csrc/tiled/), run on the CPU by the emulator (lane work, lane
@@ -149,7 +141,7 @@ FAMILIES = [f for f in ("_debug_emulate", "_host_cuda") if hasattr(torch.ops.shu
 
 @pytest.mark.skipif(not FAMILIES, reason="extension built without the test-only ops")
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_cuda_backend_keeps_the_reference_pattern_with_degenerate_bn(family, dtype, layout, stride):
@@ -159,15 +151,15 @@ def test_cuda_backend_keeps_the_reference_pattern_with_degenerate_bn(family, dty
     got = getattr(ops, family + "_eval")(x, w, rm, rv, gamma, beta, 3, stride, 0.0, True)
     want = sf.reference.shuffle_dwconv_bn(x, w, rm, rv, gamma, beta, groups=3, stride=stride, training=False,
                                           eps=0.0, order="shuffle_last")  # fmt: skip
-    _pattern_equal(got, want, "eval output")
+    assert_same_nan_inf(got, want, "eval output")
     tg, tb = _training_bn(dtype)
     got, _, _ = getattr(ops, family + "_train")(x, w, tg, tb, 3, stride, 1e-5, True)
     want = sf.reference.shuffle_dwconv_bn(x, w, None, None, tg, tb, groups=3, stride=stride, training=True,
                                           order="shuffle_last")  # fmt: skip
-    _pattern_equal(got, want, "training output")
+    assert_same_nan_inf(got, want, "training output")
     gy = _output_grad(7, dtype, stride)
     _, mean, invstd = getattr(ops, family + "_train")(x, w, tg, tb, 3, stride, 1e-5, True)
     got = getattr(ops, family + "_backward")(gy, x, w, tg, mean, invstd, 3, stride, True, True)
     want = _training_grads(sf.reference.shuffle_dwconv_bn, x, w, tg, tb, gy, stride)
     for name, a, b in zip(("input", "weight", "bn_weight", "bn_bias"), got, want, strict=True):
-        _pattern_equal(a, b, f"training grad {name}")
+        assert_same_nan_inf(a, b, f"training grad {name}")

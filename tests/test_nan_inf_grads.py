@@ -4,29 +4,17 @@ NaN/Inf pattern.
 With eval BatchNorm (frozen statistics) the input's gradient does not depend on the input,
 so a NaN or Inf in x must not reach x.grad; the weight gradient correlates dz with x, so it
 has NaN/Inf exactly where the reference has them. Every CPU ISA this machine runs, both
-layouts, float32 and float64.
+layouts, every dtype (against the reference in the same dtype).
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from op_cases import assert_same_nan_inf
 
 import shufflenet_fused as sf
 from shufflenet_fused.ops._library import ops
-
-
-def _pattern(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.isnan(t), torch.isinf(t)
-
-
-def _assert_same_pattern(a: torch.Tensor, b: torch.Tensor, what: str, tol: float = 1e-4) -> None:
-    """a has NaN and Inf exactly where b has them, and b's finite values elsewhere."""
-    (nan_a, inf_a), (nan_b, inf_b) = _pattern(a), _pattern(b)
-    assert torch.equal(nan_a, nan_b), f"{what}: NaN at {nan_a.sum()} places, reference {nan_b.sum()}"
-    assert torch.equal(inf_a, inf_b), f"{what}: Inf at {inf_a.sum()} places, reference {inf_b.sum()}"
-    finite = ~(nan_b | inf_b)
-    torch.testing.assert_close(a[finite], b[finite], rtol=tol, atol=tol, msg=what)
 
 
 def _grads(fn, x, w, gamma, beta, rm, rv, gy, stride, order):
@@ -57,7 +45,7 @@ def _case(value, dtype, layout, stride):
 NAMES = ("y", "x.grad", "weight.grad", "bn_weight.grad", "bn_bias.grad")
 PARAMS = [
     pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"]),
-    pytest.mark.parametrize("dtype", [torch.float32, torch.float64]),
+    pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16]),
     pytest.mark.parametrize("layout", ["nchw", "channels_last"]),
     pytest.mark.parametrize("stride", [1, 2]),
 ]
@@ -70,7 +58,7 @@ def _check(cpu_isa, value, dtype, layout, stride, names):
         ref = _grads(sf.reference.shuffle_dwconv_bn, x, w, gamma, beta, rm, rv, gy, stride, order)
         for name, a, b in zip(NAMES, fused, ref, strict=True):
             if name in names:
-                _assert_same_pattern(a, b, f"{order} {name}")
+                assert_same_nan_inf(a, b, f"{order} {name}")
         if "x.grad" in names:
             assert torch.isfinite(fused[1]).all()  # eval BN: x.grad is independent of x
 
@@ -140,7 +128,7 @@ def test_nonfinite_conv_weights_keep_the_reference_pattern(cpu_isa, value, dtype
         y.backward(gy)
         results.append([y.detach()] + [t.grad for t in leaves])
     for name, a, b in zip(NAMES, *results, strict=True):
-        _assert_same_pattern(a, b, name)
+        assert_same_nan_inf(a, b, name)
     assert results[0][0][:, 0].isfinite().all()  # a channel without a non-finite tap
 
 
@@ -170,4 +158,4 @@ def test_cuda_backend_keeps_the_reference_pattern_with_nonfinite_weights(family,
     ref.backward(gy)
     want = [ref.detach()] + [t.grad for t in leaves]
     for name, a, b in zip(NAMES, got, want, strict=True):
-        _assert_same_pattern(a, b, name, tol=1e-9)
+        assert_same_nan_inf(a, b, name, tol=1e-9)

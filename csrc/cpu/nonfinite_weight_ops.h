@@ -1,12 +1,12 @@
 // The depthwise-conv + BN ops computed as the reference computes them
-// (ATen's conv2d and batch norm, in the statistics' type), for conv weights
-// with a NaN or Inf. The kernels skip the taps that fall on the zero padding
-// and fold BN into the taps; conv2d multiplies the padding's zeros by every
-// tap, so with a non-finite tap (0 * inf = NaN) their NaN/Inf patterns would
-// differ from the reference's. The CPU entry points (dwconv_bn_cpu.cpp) call
-// these after their checks, when a weight they read is not finite. The CUDA
-// passes stage zero-padded tiles and multiply the padding by every tap, as
-// the reference, so the CUDA entry points need no such path.
+// (ATen's conv2d and batch norm, in the input's dtype), for conv weights with
+// a NaN or Inf. The kernels skip the taps that fall on the zero padding and
+// fold BN into the taps; ATen's conv kernels (which ones depends on the dtype
+// and the shape) may multiply the padding's zeros by the taps, so with a
+// non-finite tap (0 * inf = NaN) the patterns would differ. The CPU entry
+// points (dwconv_bn_cpu.cpp) call these after their checks, when a weight
+// they read is not finite. The CUDA passes multiply the padding by every tap
+// and agree with the float64 reference as they are (tests/test_nan_inf_grads.py).
 #pragma once
 
 #include <ATen/ATen.h>
