@@ -12,7 +12,8 @@
 //      training; frozen statistics need no z):
 //      - the weight gradient from its definition over the tile's own outputs
 //        (valid outputs only, the input zero-padded at the image's border:
-//        the reference's NaN/Inf pattern by construction);
+//        the reference's NaN/Inf pattern by construction), in the ISA's
+//        vector width (window_weight_grad.h);
 //      - grad_input of the input rows and columns the tile owns ([o0*S,
 //        o1*S), the last tile to the border): a stride-1 conv of dz with the
 //        flipped taps, dz dilated by the stride first, through the ISA's eval
@@ -104,8 +105,8 @@ PaddedSpan padded_input(int64_t o0, int64_t o1, int64_t K, int64_t S) {
 
 // The weight gradient over dz's outputs rows [o0, o1), columns [w0, w1) of
 // the plane (dz: their values, contiguous), from its definition: the input
-// window they read, zero where it leaves the image, times dz, per tap.
-template <typename acc_t>
+// window they read, zero where it leaves the image, times dz, per tap (the
+// ISA's window_weight_grad).
 void add_weight_grad(const at::Tensor& dz, const at::Tensor& x_plane, const ConvGeometry& g, const Tile& t,
                      double* gw) {
   const int64_t K = g.K, S = g.stride;
@@ -116,23 +117,7 @@ void add_weight_grad(const at::Tensor& dz, const at::Tensor& x_plane, const Conv
   window.slice(0, r0 - rows.begin, r1 - rows.begin)
       .slice(1, c0 - cols.begin, c1 - cols.begin)
       .copy_(x_plane.slice(0, r0, r1).slice(1, c0, c1));
-  const int64_t out_rows = t.o1 - t.o0, out_cols = t.w1 - t.w0, pitch = window.size(1);
-  const acc_t* dzd = dz.data_ptr<acc_t>();
-  const acc_t* wd = window.data_ptr<acc_t>();
-  for (int64_t r = 0; r < out_rows; ++r) {
-    const acc_t* dzr = dzd + r * out_cols;
-    for (int64_t kh = 0; kh < K; ++kh) {
-      const acc_t* xr = wd + (r * S + kh) * pitch;
-      for (int64_t kw = 0; kw < K; ++kw)
-        for (int64_t q0 = 0; q0 < out_cols; q0 += kSumBlock) {
-          const int64_t q1 = std::min(out_cols, q0 + kSumBlock);
-          acc_t s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int64_t q = q0; q < q1; ++q) s += dzr[q] * xr[q * S + kw];
-          gw[kh * K + kw] += static_cast<double>(s);
-        }
-    }
-  }
+  active_kernels().window_weight_grad(WindowWeightGradParams{dz, window, K, S, gw});
 }
 
 // The input pixels a tile owns along one axis: [o0*S, o1*S), the last tile's to the border.
@@ -195,7 +180,7 @@ void backward_channel(const BackwardParams& P, const PlaneTiles& tiles, int64_t 
       const at::Tensor own_dz = backward_buffer(kDz, t.o1 - t.o0, t.w1 - t.w0, acc)
                                     .copy_(dz.slice(0, t.o0 - region.o0, t.o1 - region.o0)
                                                .slice(1, t.w0 - region.w0, t.w1 - region.w0));
-      add_weight_grad<acc_t>(own_dz, P.x.select(0, n).select(0, lane.input), g, t, gw);
+      add_weight_grad(own_dz, P.x.select(0, n).select(0, lane.input), g, t, gw);
 
       ConvGeometry dg = g;  // the dilated region as a plane of its own, stride 1
       dg.N = dg.C = 1;

@@ -15,6 +15,7 @@
 #include "cpu/kernel_table.h"
 #include "cpu/relayout.h"
 #include "cpu/train.h"
+#include "cpu/window_weight_grad.h"
 
 namespace shufflenet_fused {
 namespace cpu {
@@ -44,7 +45,8 @@ inline void relayout(const RelayoutParams& p) { relayout_kernel(p); }
 
 inline void run_inference(const InferParams& p) { infer::infer_network(p); }
 
-constexpr KernelTable kernel_table{&eval, &eval_channels_last, &train, &backward, &relayout, &run_inference};
+constexpr KernelTable kernel_table{&eval,     &eval_channels_last, &train, &backward, &window_weight_grad,
+                                   &relayout, &run_inference};
 
 }  // namespace SF_CPU_ISA
 }  // namespace cpu

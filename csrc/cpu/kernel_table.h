@@ -56,6 +56,16 @@ struct BackwardParams {
   std::vector<double>& grad_beta;   // (C)
 };
 
+// The weight gradient of one channel over a block of outputs
+// (window_weight_grad.h): grad_w[kh*K + kw] += sum over (r, q) of
+// dz[r][q] * window[r*stride + kh][q*stride + kw].
+struct WindowWeightGradParams {
+  const at::Tensor& dz;      // (rows, cols), contiguous, float32 or float64
+  const at::Tensor& window;  // ((rows-1)*stride + K, (cols-1)*stride + K), rows contiguous, dz's dtype
+  int64_t K, stride;
+  double* grad_w;  // (K*K), added to
+};
+
 // dst = src in the other memory format (NCHW <-> channels_last, float32):
 // per batch entry, a C x HW matrix transposed.
 struct RelayoutParams {
@@ -69,6 +79,7 @@ struct KernelTable {
   void (*eval_channels_last)(const EvalParams&);
   void (*train)(const TrainParams&);
   void (*backward)(const BackwardParams&);
+  void (*window_weight_grad)(const WindowWeightGradParams&);
   void (*relayout)(const RelayoutParams&);
   void (*infer)(const InferParams&);  // the inference pipeline (cpu/inference/)
 };

@@ -52,9 +52,9 @@ inline bool train_runs_in_tiles(const ConvGeometry& g, at::ScalarType dtype) {
 // The backward runs in tiles on the training forward's planes, and where its
 // untiled kernel's copies of a channel's conv output and its gradient (z and
 // dz, in the statistics' type) would pass 64 MB together. Tiles cost a second
-// conv and a weight gradient outside the ISA kernels: 1.3-2.5x the untiled
-// time on 1500-2048 pixel planes and on batches of small planes (3.4x on
-// 56x56 planes), 0.8-0.9x on 4500x4500 at k = 3/5 (1.8x at k = 7).
+// conv but keep their buffers in cache: 0.5-0.8x the untiled time on planes
+// from 1448x1448 up (1.3x at 1500x1500, k = 3), 0.8-1.2x on batches just
+// above the 64 MB, 2-3x on batches of planes of 128x128 and smaller.
 constexpr int64_t kBackwardMaxChannelBytes = int64_t(64) << 20;
 
 inline bool backward_runs_in_tiles(const ConvGeometry& g, at::ScalarType dtype) {
