@@ -1,3 +1,6 @@
+// The three ops through ATen, for non-finite conv weights (see the header).
+// Channel shuffles are at::channel_shuffle, torch.nn.ChannelShuffle (the
+// reference's); at::channel_shuffle(t, C / groups) undoes it.
 #include "cpu/nonfinite_weight_ops.h"
 
 #include <algorithm>
@@ -8,9 +11,6 @@
 namespace shufflenet_fused {
 namespace cpu {
 namespace {
-
-// at::channel_shuffle is torch.nn.ChannelShuffle (the reference's);
-// at::channel_shuffle(t, C / groups) undoes at::channel_shuffle(t, groups).
 
 // The conv's input: the input in its channel order (shuffled first or not).
 at::Tensor conv_input(const at::Tensor& input, int64_t groups, bool shuffle_last) {
