@@ -137,6 +137,19 @@ def test_tiled_train_forward_nan_inf_pattern(cpu_isa):
     torch.testing.assert_close(y[0, 2].double(), want_y[0, 2], rtol=1e-4, atol=1e-4)
 
 
+def _on_1_and_2_threads(call):
+    """[call() on 1 thread, call() on 2 threads]; torch's thread count restored."""
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(call())
+        return results
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_tiled_train_forward_is_the_same_on_any_thread_count(channels):
     """Each channel's statistics are reduced by one thread in a fixed order, tiles included:
@@ -145,14 +158,7 @@ def test_tiled_train_forward_is_the_same_on_any_thread_count(channels):
     from shufflenet_fused.ops._library import ops
 
     x, wt, _, _, gamma, beta = _case((1, channels, 1500, 1500), 3, torch.float32, seed=6)
-    before = torch.get_num_threads()
-    outputs = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            outputs.append(ops.dwconv_bn_train(x, wt, gamma, beta, channels, 1, 1e-5, True))
-    finally:
-        torch.set_num_threads(before)
+    outputs = _on_1_and_2_threads(lambda: ops.dwconv_bn_train(x, wt, gamma, beta, channels, 1, 1e-5, True))
     for a, b in zip(*outputs, strict=True):
         assert torch.equal(a, b)
 
@@ -240,15 +246,12 @@ def test_tiled_backward_is_the_same_on_any_thread_count(channels):
 
     args, gy = _backward_case((1, channels, 1500, 1500), torch.float32, 3, 1, seed=6)
     x, wt, _, _, gamma, beta = args
-    before = torch.get_num_threads()
-    grads = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            _, mean, invstd = ops.dwconv_bn_train(x, wt, gamma, beta, channels, 1, 1e-5, True)
-            grads.append(ops.dwconv_bn_backward(gy, x, wt, gamma, mean, invstd, channels, 1, True, True))
-    finally:
-        torch.set_num_threads(before)
+
+    def forward_and_backward():
+        _, mean, invstd = ops.dwconv_bn_train(x, wt, gamma, beta, channels, 1, 1e-5, True)
+        return ops.dwconv_bn_backward(gy, x, wt, gamma, mean, invstd, channels, 1, True, True)
+
+    grads = _on_1_and_2_threads(forward_and_backward)
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
 

@@ -30,8 +30,6 @@ at::Tensor to_output(const at::Tensor& y, const at::Tensor& input, int64_t group
   return out.contiguous(input.suggest_memory_format());
 }
 
-bool given(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
 }  // namespace
 
 bool has_nonfinite(const std::vector<double>& weight) {
@@ -71,13 +69,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> nonfinite_weight_back
   // of bn_weight, else the statistics' type); frozen statistics: dz = g *
   // gamma * invstd.
   const auto per_channel = [](const at::Tensor& t) { return t.view({1, -1, 1, 1}); };
-  const at::ScalarType saved = given(bn_weight) ? bn_weight->scalar_type() : acc;
+  const at::ScalarType saved = bn_grad_dtype(bn_weight, input);  // bn_weight's dtype, else the statistics'
   at::Tensor dz;
   if (training) {
     dz = std::get<0>(at::native_batch_norm_backward(g, z, bn_weight, {}, {}, mean.to(saved), invstd.to(saved), true,
                                                     0.0, {true, false, false}));
   } else {
-    const at::Tensor scale = given(bn_weight) ? bn_weight->to(acc) * invstd.to(acc) : invstd.to(acc);
+    const at::Tensor gamma = bn_weight.value_or(at::Tensor());
+    const at::Tensor scale = gamma.defined() ? gamma.to(acc) * invstd.to(acc) : invstd.to(acc);
     dz = (g.to(acc) * per_channel(scale)).to(input.scalar_type());
   }
   const at::Tensor ga = g.to(acc);
@@ -88,8 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> nonfinite_weight_back
                                                false, {0, 0}, C, {true, true, false});
   const at::Tensor grad_input =
       (shuffle_last ? gx : at::channel_shuffle(gx, C / groups)).contiguous(input.suggest_memory_format());
-  const at::ScalarType bn_dtype = bn_grad_dtype(bn_weight, input);
-  return {grad_input, gw, grad_gamma.to(bn_dtype), grad_beta.to(bn_dtype)};
+  return {grad_input, gw, grad_gamma.to(saved), grad_beta.to(saved)};
 }
 
 }  // namespace cpu
