@@ -55,7 +55,7 @@ def demangle(names: list[str]) -> list[str]:
 
 def short_kernel(name: str) -> str:
     name = name.replace("shufflenet_fused::cuda::", "").replace("shufflenet_fused::tiled::", "")
-    for i, mode in enumerate(("Eval", "Stats", "GradStats", "Dz")):
+    for i, mode in enumerate(("Stats", "GradStats", "Dz")):
         name = name.replace(f"(TilePass){i}", mode)
     name = name.replace("c10::Half", "half").replace("c10::BFloat16", "bf16")
     return re.sub(r"\(.*", "", name).replace("void ", "")

@@ -47,8 +47,10 @@ SHAPES = [(64, 60, 56, 2), (64, 120, 28, 1), (64, 240, 14, 1), (64, 240, 7, 1)]
 TARGETS = {28: 2.0, 14: 2.0, 7: 3.0}
 ISSUE_RATE = 132 * 4 * 1.98e9  # warp-instructions per second, H200
 BANDWIDTH = 4.8e12  # bytes per second, H200 HBM3e
-PASSES = {0: "eval", 1: "stats", 2: "grad_stats", 3: "dz"}
+PASSES = {0: "stats", 1: "grad_stats", 2: "dz"}
 KERNEL = re.compile(r"(nchw|cl)_tile_kernelILNS_5tiled8TilePassE(\d)ELi(\d)ELi(\d)E")
+# The eval output pass: layout (1: channels_last), offset type (i: 32-bit, l: 64-bit), K, S.
+WALK_KERNEL = re.compile(r"walk_eval_kernelILb(\d)E([il])Li(\d)ELi(\d)E")
 LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 BRANCH = re.compile(r"^(@!?U?P\w+\s+)?BRA(?:\.\w+)*\s+(?:\w+,\s*)?(0x[0-9a-f]+)")
 
@@ -162,6 +164,74 @@ def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geo
     return res
 
 
+def walk_inside(extent: int, first: int, count: int, k: int, s: int) -> int:
+    """Outputs of one walk that run the unchecked loop (tiled/walk_eval.h, walk())."""
+    room = extent - (first + k - s) - s
+    inside = 0 if room < 0 else min(room // s + 1, count)
+    return inside // k * k
+
+
+def walk_model(kind: str, fn: list[tuple[int, str]], plan: list[int], geometry: tuple[int, ...]) -> dict:
+    """Warp-instructions per output of one eval walk kernel (tiled/walk_eval.h) for one plan.
+
+    The walk's two loops run K outputs per iteration: the unchecked one (its shortest loop
+    with K * (K*K + 1) multiply-adds) while every line it loads is inside the image, the
+    checked one for the rest. NCHW: they sit in the unit loop (a warp's block of lanes and
+    row chunk); channels_last: in a loop over the unit's rows. A warp issues each
+    instruction once for all its lanes, so the counts are per warp; outputs are counted over
+    the whole layer, idle lanes included."""
+    n, c, h, w, k, s = geometry
+    rows, strip, blocks, row_chunks, strips, _ = plan
+    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+    pad = k // 2
+    lps = loops(fn)
+
+    def parent(lp: Loop) -> Loop:
+        return min((o for o in lps if o is not lp and o.start <= lp.start and lp.end <= o.end),
+                   key=lambda o: o.end - o.start)  # fmt: skip
+
+    def children(outer: Loop) -> list[Loop]:
+        nested = [lp for lp in lps if lp is not outer and outer.start <= lp.start and lp.end <= outer.end]
+        return [lp for lp in nested if not any(o is not lp and o.start <= lp.start and lp.end <= o.end
+                                               for o in nested)]  # fmt: skip
+
+    def own(lp: Loop) -> int:
+        return len(lp.body) - sum(len(x.body) for x in children(lp))
+
+    fmas = k * (k * k + 1)
+    walks = [lp for lp in lps if lp.count("FFMA") + lp.count("DFMA") == fmas and not children(lp)]
+    main = min(walks, key=lambda lp: len(lp.body))
+    holder = parent(main)
+    tail = max((lp for lp in children(holder) if lp in walks), key=lambda lp: len(lp.body))
+    per_main, per_tail = len(main.body) / k, len(tail.body) / k
+    total = 0.0
+    if kind == "nchw":
+        unit = holder
+        for rc in range(row_chunks):
+            count = min(rows, ho - rc * rows)
+            unchecked = walk_inside(h, rc * rows * s - pad, count, k, s)
+            total += own(unit) + unchecked * per_main + (count - unchecked) * per_tail
+        total *= blocks * strips
+        units = blocks * strips * row_chunks
+        row_overhead = 0
+    else:
+        unit = parent(holder)
+        row_overhead = own(holder)
+        for rc in range(row_chunks):
+            count_rows = min(rows, ho - rc * rows)
+            for sc in range(strips):
+                count = min(strip, wo - sc * strip)
+                unchecked = walk_inside(w, sc * strip * s - pad, count, k, s)
+                total += own(unit) + count_rows * (row_overhead + unchecked * per_main + (count - unchecked) * per_tail)
+        total *= blocks
+        units = blocks * strips * row_chunks
+    outputs = n * c * ho * wo
+    unit_share = own(unit) * units / outputs
+    return {"outputs_per_unit": round(outputs / units, 1), "unit_overhead": unit_share,
+            "work_body": len(main.body), "work_lane_outputs": k, "work": total / outputs - unit_share,
+            "total": total / outputs}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dtype", default="float", choices=["float", "double", "half", "bfloat16"])
@@ -187,16 +257,24 @@ def main() -> None:
     affordable = ISSUE_RATE / (BANDWIDTH / (2 * elem))
     rows = []
     for name, fn in functions(sass).items():
-        m = KERNEL.search(name)
-        if not m:
+        m, mw = KERNEL.search(name), WALK_KERNEL.search(name)
+        if m:
+            kind, p, k, s = m.group(1), PASSES[int(m.group(2))], int(m.group(3)), int(m.group(4))
+        elif mw and mw.group(2) == "i":  # the DESIGN shapes take 32-bit offsets
+            kind, p, k, s = ("cl" if mw.group(1) == "1" else "nchw"), "eval", int(mw.group(3)), int(mw.group(4))
+        else:
             continue
-        kind, p, k, s = m.group(1), PASSES[int(m.group(2))], int(m.group(3)), int(m.group(4))
         for n, c, h, stride in SHAPES:
             if stride != s:
                 continue
             geometry = (n, c, h, h, k, s)
-            plan = list(torch.ops.shufflenet_fused._debug_tile_plan(n, c, h, h, k, s, kind == "cl", acc_bytes))
-            r = model(kind, p, fn, plan, geometry)
+            if mw and not m:
+                plan = list(torch.ops.shufflenet_fused._debug_walk_plan(n, c, h, h, k, s, kind == "cl"))
+                assert plan[-1], "the DESIGN shapes run the 32-bit walk"
+                r = walk_model(kind, fn, plan, geometry)
+            else:
+                plan = list(torch.ops.shufflenet_fused._debug_tile_plan(n, c, h, h, k, s, kind == "cl", acc_bytes))
+                r = model(kind, p, fn, plan, geometry)
             out_plane = (h - 1) // s + 1
             target = TARGETS.get(out_plane) if p == "eval" and args.dtype == "float" else None
             rows.append(dict(kernel=kind, pass_=p, k=k, stride=s, shape=[n, c, h, stride], plan=plan,

@@ -22,7 +22,7 @@ import os
 
 import pytest
 import torch
-from tiled_harness import run_case
+from tiled_harness import make, run_case
 
 import shufflenet_fused  # noqa: F401  (registers the ops)
 
@@ -83,11 +83,27 @@ def test_float32_and_low_precision(dtype, k, stride, layout):
 
 # NCHW units of several planes (tiled/tile_plan.h: a tile covering its whole plane stacks
 # batch entries of one channel): 7 batch entries of 7x7 planes make blocks of 6 and a last
-# block of 1 (the test executors plan blocks for any grid size).
+# block of 1 (the test executors plan blocks for any grid size). The eval output pass
+# (tiled/walk_eval.h) packs (plane, column) lanes: 84 planes of 7 columns fill 18 warps and
+# 12 lanes of a 19th, the warps straddling planes and channels.
 @pytest.mark.parametrize("k", [3, 7])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_plane_blocks_with_a_partial_last_block(k, dtype):
     _run(7, 12, 7, 7, k, 1, 3, "shuffle_last", "nchw", dtype=dtype)
+
+
+# The eval output pass's 64-bit offsets, which a GPU runs only for images of 2^31 elements
+# and more, forced on small shapes: the same values, bit for bit, as the 32-bit kernels.
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("k,stride", [(3, 1), (5, 2)])
+def test_64_bit_offsets(monkeypatch, layout, k, stride):
+    t = make(2, 40, 9, 37, k, torch.float32, layout, seed=3)
+    args = (t["w"], t["rm"].float(), t["rv"].float(), t["gamma"].float(), t["beta"].float(), 4, stride, 1e-5, True)
+    y32 = ops._host_cuda_eval(t["x"], *args)
+    monkeypatch.setenv("SHUFFLENET_FUSED_HOST_RUNNER_INDEX64", "1")
+    y64 = ops._host_cuda_eval(t["x"], *args)
+    assert torch.equal(y32, y64)
+    _run(2, 40, 9, 37, k, stride, 4, "shuffle_last", layout, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -144,8 +144,9 @@ CUDA_FAMILIES = [f for f in ("_debug_emulate", "_host_cuda") if hasattr(ops, f +
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-def test_cuda_backend_keeps_the_reference_pattern_with_nonfinite_weights(family, value, stride, k, training):
-    x, w, gamma, beta, rm, rv, gy = _weight_case(value, torch.float64, "nchw", stride, k)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_cuda_backend_keeps_the_reference_pattern_with_nonfinite_weights(family, value, stride, k, training, layout):
+    x, w, gamma, beta, rm, rv, gy = _weight_case(value, torch.float64, layout, stride, k)
     if training:
         y, mean, invstd = getattr(ops, family + "_train")(x, w, gamma, beta, 3, stride, 1e-5, True)
     else:

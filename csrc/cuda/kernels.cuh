@@ -19,6 +19,7 @@
 #include "tiled/lane_table.h"
 #include "tiled/lane_work.h"
 #include "tiled/tile_plan.h"
+#include "tiled/walk_eval.h"
 
 namespace shufflenet_fused {
 namespace cuda {
@@ -130,10 +131,8 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     tiled::LaneAcc<P, K * K, acc_t> acc;
     __syncwarp();
     tiled::nchw_lane_work<P, K, S>(a, p, unit, channels, coefs, tile, w.lane, kLanes, acc);
-    if constexpr (P != TilePass::Eval) {
-      const auto total = warp_reduce(acc.partial());
-      if (w.lane == 0) tiled::write_partial<P, K * K>(a, p.slots, unit.slot, unit.c, total);
-    }
+    const auto total = warp_reduce(acc.partial());
+    if (w.lane == 0) tiled::write_partial<P, K * K>(a, p.slots, unit.slot, unit.c, total);
     __syncwarp();  // the next unit's staging overwrites the tile
   }
 }
@@ -153,7 +152,24 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     tiled::load_lane_coefs(a.table, a.geo.C, c, coefs);
     tiled::LaneAcc<P, K * K, acc_t> acc;
     tiled::cl_lane_work<P, K, S>(a, p, unit, channels, coefs, acc);
-    if constexpr (P != TilePass::Eval) tiled::write_partial<P, K * K>(a, p.slots, unit.slot, c, acc.partial());
+    tiled::write_partial<P, K * K>(a, p.slots, unit.slot, c, acc.partial());
+  }
+}
+
+// The eval output pass (tiled/walk_eval.h): a warp per unit (block of planes
+// or channels, row chunk, strip) = grid (x and the warp, y, z), each
+// dimension a grid-stride loop. Lanes are independent: no barrier. index_t:
+// the offsets within an image (tiled::dispatch_walk picks it).
+template <bool ChannelsLast, typename index_t, int K, int S, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kBlockThreads, 1)
+    walk_eval_kernel(tiled::TileArgs<scalar_t, acc_t> a, tiled::WalkPlan p) {
+  const int lane = static_cast<int>(threadIdx.x % kLanes);
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kLanes;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t strip = blockIdx.z; strip < p.strips; strip += gridDim.z) {
+    for (int64_t rows = blockIdx.y; rows < p.row_chunks; rows += gridDim.y) {
+      for (int64_t b = first; b < p.blocks; b += step) tiled::walk_lane<ChannelsLast, index_t, K, S>(a, p, b, rows, strip, lane);
+    }
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "tiled/finalize.h"
 #include "tiled/tile_plan.h"
+#include "tiled/walk_eval.h"
 
 namespace shufflenet_fused {
 namespace cuda {
@@ -25,6 +26,7 @@ struct LaunchShape {
   unsigned int grid_x, grid_y;
   unsigned int block_x, block_y;
   size_t dynamic_smem_bytes;
+  unsigned int grid_z = 1;
 };
 
 inline unsigned int grid_for(int64_t units, int64_t per_block) {
@@ -40,6 +42,14 @@ template <typename acc_t>
 LaunchShape warp_units_launch(int64_t units, int smem_elems, bool channels_last) {
   const size_t smem = channels_last ? 0 : static_cast<size_t>(tiled::kWarpsPerBlock) * smem_elems * sizeof(acc_t);
   return {grid_for(units, tiled::kWarpsPerBlock), 1, kBlockThreads, 1, smem};
+}
+
+// The eval output pass: grid x covers the plan's blocks (a warp each), y its
+// row chunks, z its strips; each is a grid-stride loop in the kernel, so the
+// limits of y and z (65535) only cap the grid.
+inline LaunchShape walk_launch(const tiled::WalkPlan& p) {
+  const auto capped = [](int64_t n) { return static_cast<unsigned int>(std::min<int64_t>(n, 65535)); };
+  return {grid_for(p.blocks, tiled::kWarpsPerBlock), capped(p.row_chunks), kBlockThreads, 1, 0, capped(p.strips)};
 }
 
 // Finalize blocks: kFinalChannels channels x kFinalStrands strands; grid.y

@@ -24,17 +24,19 @@
 #include "tiled/lane_work.h"
 #include "tiled/pipeline.h"
 #include "tiled/tile_plan.h"
+#include "tiled/walk_eval.h"
 
 namespace shufflenet_fused {
 namespace cuda {
 
-inline dim3 grid_of(const LaunchShape& s) { return dim3(s.grid_x, s.grid_y); }
+inline dim3 grid_of(const LaunchShape& s) { return dim3(s.grid_x, s.grid_y, s.grid_z); }
 inline dim3 block_of(const LaunchShape& s) { return dim3(s.block_x, s.block_y); }
 
 // Launches on the current stream of the current device (the caller holds a
 // device guard for the input's device).
 struct CudaExec {
   static constexpr int64_t kBlockMinUnits = tiled::kMinUnits;  // plane blocks only where the grid stays full
+  static constexpr int64_t kWalkMinUnits = tiled::kMinUnits;
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
   void fresh(at::Tensor&) {}  // outputs are poisoned by the tests, not here
@@ -55,6 +57,16 @@ struct CudaExec {
       nchw_tile_kernel<P, K, S><<<grid_of(s), block_of(s), s.dynamic_smem_bytes, stream>>>(a, p);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  template <int K, int S, typename scalar_t, typename acc_t>
+  void walk_eval(const tiled::TileArgs<scalar_t, acc_t>& a, const tiled::WalkPlan& p) {
+    const LaunchShape s = walk_launch(p);
+    tiled::dispatch_walk(a.geo, p, [&](auto channels_last, auto index) {
+      walk_eval_kernel<decltype(channels_last)::value, decltype(index), K, S>
+          <<<grid_of(s), block_of(s), 0, stream>>>(a, p);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   }
 
   template <int K, int S, typename scalar_t, typename acc_t>

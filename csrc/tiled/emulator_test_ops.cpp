@@ -31,6 +31,7 @@
 #include "tiled/cpu_executor_ops.h"
 #include "tiled/pipeline.h"
 #include "tiled/tile_plan.h"
+#include "tiled/walk_eval.h"
 
 namespace shufflenet_fused {
 namespace tiled {
@@ -55,6 +56,7 @@ struct EmuExec {
   // Plane blocks wherever a tile covers its plane (a GPU plans them only for
   // large grids), so the small test shapes run them.
   static constexpr int64_t kBlockMinUnits = 1;
+  static constexpr int64_t kWalkMinUnits = 1;  // whole planes per unit (the host runner splits them)
   void fresh(at::Tensor& t) { t.fill_(std::numeric_limits<double>::quiet_NaN()); }
 
   template <typename scalar_t, typename acc_t>
@@ -78,7 +80,7 @@ struct EmuExec {
           load_lane_coefs(a.table, a.geo.C, c, coefs);
           Acc acc;
           cl_lane_work<P, K, S>(a, p, unit, map.lane_of_input(c), coefs, acc);
-          if constexpr (P != TilePass::Eval) write_partial<P, K * K>(a, p.slots, unit.slot, c, acc.partial());
+          write_partial<P, K * K>(a, p.slots, unit.slot, c, acc.partial());
         }
       } else {
         const Unit unit = decode_nchw_tile_unit(u, p, a.geo.N, a.geo.C);
@@ -92,10 +94,20 @@ struct EmuExec {
           nchw_lane_work<P, K, S>(a, p, unit, channels, coefs, tile.data(), lane, kLanes, acc);
           lane_partials[lane] = acc.partial();
         }
-        if constexpr (P != TilePass::Eval)
-          write_partial<P, K * K>(a, p.slots, unit.slot, unit.c, warp_tree(lane_partials));
+        write_partial<P, K * K>(a, p.slots, unit.slot, unit.c, warp_tree(lane_partials));
       }
     }
+  }
+
+  template <int K, int S, typename scalar_t, typename acc_t>
+  void walk_eval(const TileArgs<scalar_t, acc_t>& a, const WalkPlan& p) {
+    dispatch_walk(a.geo, p, [&](auto channels_last, auto index) {
+      for (int64_t strip = 0; strip < p.strips; ++strip)
+        for (int64_t rows = 0; rows < p.row_chunks; ++rows)
+          for (int64_t b = 0; b < p.blocks; ++b)
+            for (int lane = 0; lane < kLanes; ++lane)
+              walk_lane<decltype(channels_last)::value, decltype(index), K, S>(a, p, b, rows, strip, lane);
+    });
   }
 
   template <int K, int S, typename scalar_t, typename acc_t>

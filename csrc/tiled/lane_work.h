@@ -28,9 +28,9 @@
 namespace shufflenet_fused {
 namespace tiled {
 
-// What a conv pass does with the conv output z of each lane.
+// What a conv pass does with the conv output z of each lane. (The output
+// pass y = conv * scale + shift is tiled/walk_eval.h.)
 enum class TilePass : int {
-  Eval,       // write y = conv * scale + shift (lane_table.h)
   Stats,      // partial moments of z (training forward, pass 1)
   GradStats,  // partial sum(g), sum(g * (z - mean)) (backward, pass 1)
   Dz,         // write dz = BN backward(g); partial weight gradient (backward, pass 2)
@@ -42,7 +42,7 @@ template <typename scalar_t, typename acc_t>
 struct TileArgs {
   const scalar_t* x;   // input
   const scalar_t* g;   // grad_output (GradStats, Dz)
-  scalar_t* y;         // output (Eval)
+  scalar_t* y;         // output (the eval pass, tiled/walk_eval.h)
   acc_t* dz;           // Dz: BN-backward output, output-shaped, at the *lane* channel
   const acc_t* table;  // lane table
   // Partials [values x slots x C]: Stats (n, mean, m2), GradStats (sum_g,
@@ -74,10 +74,7 @@ SF_HD Moments<acc_t> combine(const Moments<acc_t>& a, const Moments<acc_t>& b) {
 
 // What one lane accumulates over its outputs, and the partial it reduces to.
 template <TilePass P, int KK, typename acc_t>
-struct LaneAcc {
-  using Partial = Sums<1, acc_t>;  // Eval: nothing
-  SF_HD Partial partial() const { return Partial{{acc_t(0)}}; }
-};
+struct LaneAcc;
 
 template <int KK, typename acc_t>
 struct LaneAcc<TilePass::Stats, KK, acc_t> {
@@ -136,12 +133,7 @@ SF_HD void chunk_epilogue(const TileArgs<scalar_t, acc_t>& a, const LaneChannels
                           const LaneCoefs<K * K, acc_t>& lc, int64_t n, int64_t oh, int64_t ow0, int nvalid,
                           const Rows& rows, const acc_t (&z)[kChunk], LaneAcc<P, K * K, acc_t>& acc) {
   const Geo& g = a.geo;
-  if constexpr (P == TilePass::Eval) {
-    scalar_t* out = a.y + n * g.os[0] + lane.output * g.os[1] + oh * g.os[2] + ow0 * g.os[3];
-    SF_UNROLL
-    for (int v = 0; v < kChunk; ++v)
-      if (v < nvalid) out[v * g.os[3]] = static_cast<scalar_t>(z[v] * lc.scale + lc.shift);
-  } else if constexpr (P == TilePass::Stats) {
+  if constexpr (P == TilePass::Stats) {
     SF_UNROLL
     for (int v = 0; v < kChunk; ++v)
       if (v < nvalid) acc.sums.add(z[v]);

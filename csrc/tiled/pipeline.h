@@ -9,13 +9,13 @@
 // Every allocation goes through at::empty (CUDA-graph capture safe); nothing
 // here synchronises with the host.
 //
-//   eval      prep(Eval) -> tile<Eval>
-//   train     prep(Raw) -> tile<Stats> -> finalize_stats -> tile<Eval>
+//   eval      prep(Eval) -> walk_eval
+//   train     prep(Raw) -> tile<Stats> -> finalize_stats -> walk_eval
 //   backward  prep(Backward) -> [training: tile<GradStats> -> finalize_grad_stats]
 //             -> tile<Dz> -> [frozen: finalize_grad_stats] -> input_grad
 //             -> finalize_weight_grad
-// (prep and tile<TilePass>: tiled/lane_table.h, tiled/lane_work.h; finalize_*:
-// tiled/finalize.h.)
+// (prep and tile<TilePass>: tiled/lane_table.h, tiled/lane_work.h; walk_eval:
+// tiled/walk_eval.h; finalize_*: tiled/finalize.h.)
 #pragma once
 
 #include <ATen/ATen.h>
@@ -31,6 +31,7 @@
 #include "tiled/lane_table.h"
 #include "tiled/lane_work.h"
 #include "tiled/tile_plan.h"
+#include "tiled/walk_eval.h"
 
 namespace shufflenet_fused {
 namespace tiled {
@@ -142,9 +143,9 @@ at::Tensor run_eval(Exec& ex, const Prepared& pr, const at::Tensor& running_mean
 
   auto ta = tile_args<scalar_t, acc_t>(pr, table);
   ta.y = y.data_ptr<scalar_t>();
-  const TilePlan tp = plan_tile(g, sizeof(acc_t), Exec::kBlockMinUnits);
+  const WalkPlan wp = plan_walk(g, Exec::kWalkMinUnits);
   dispatch_kernel_size(g.K, g.S, [&](auto k, auto s) {
-    ex.template tile<TilePass::Eval, decltype(k)::value, decltype(s)::value>(ta, tp);
+    ex.template walk_eval<decltype(k)::value, decltype(s)::value>(ta, wp);
   });
   return y;
 }
@@ -190,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_train(Exec& ex, const Prepare
     ex.template tile<TilePass::Stats, K, S>(ta, tp);
     ex.finalize_stats(fa);  // mean, invstd; folds them into the table
     ta.y = y.data_ptr<scalar_t>();
-    ex.template tile<TilePass::Eval, K, S>(ta, tp);
+    ex.template walk_eval<K, S>(ta, plan_walk(g, Exec::kWalkMinUnits));
   });
   return {y, mean, invstd};
 }

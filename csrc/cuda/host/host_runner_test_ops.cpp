@@ -43,7 +43,7 @@ namespace shufflenet_fused {
 namespace cuda {
 namespace {
 
-dim3 grid_of(const LaunchShape& s) { return dim3(s.grid_x, s.grid_y); }
+dim3 grid_of(const LaunchShape& s) { return dim3(s.grid_x, s.grid_y, s.grid_z); }
 dim3 block_of(const LaunchShape& s) { return dim3(s.block_x, s.block_y); }
 
 // The warp-unit kernels loop over their units grid-stride, so any grid is
@@ -51,10 +51,16 @@ dim3 block_of(const LaunchShape& s) { return dim3(s.block_x, s.block_y); }
 // INT_MAX blocks. SHUFFLENET_FUSED_HOST_RUNNER_GRID_CAP=b caps the grid at b
 // blocks, so that every warp loops over several units and the code between
 // two units (the barrier before the tile is restaged) runs.
+// The eval output pass loops grid-stride in y and z as well: those are capped too.
 LaunchShape warp_units_shape(LaunchShape s) {
   if (const char* cap = std::getenv("SHUFFLENET_FUSED_HOST_RUNNER_GRID_CAP")) {
     const long b = std::strtol(cap, nullptr, 10);
-    if (b > 0) s.grid_x = std::min<unsigned int>(s.grid_x, static_cast<unsigned int>(b));
+    if (b > 0) {
+      const auto c = static_cast<unsigned int>(b);
+      s.grid_x = std::min(s.grid_x, c);
+      s.grid_y = std::min(s.grid_y, c);
+      s.grid_z = std::min(s.grid_z, c);
+    }
   }
   return s;
 }
@@ -64,6 +70,9 @@ struct HostExec {
   // Plane blocks wherever a tile covers its plane (a GPU plans them only for
   // large grids), so the small test shapes run them.
   static constexpr int64_t kBlockMinUnits = 1;
+  // The eval pass split as a GPU splits a small grid (many row chunks and
+  // strips); the emulator walks whole planes: the tests compare the two.
+  static constexpr int64_t kWalkMinUnits = tiled::kMinUnits;
   void fresh(at::Tensor& t) { t.fill_(std::numeric_limits<double>::quiet_NaN()); }
 
   template <typename scalar_t, typename acc_t>
@@ -80,6 +89,17 @@ struct HostExec {
     } else {
       host::launch(grid_of(s), block_of(s), s.dynamic_smem_bytes, [&] { nchw_tile_kernel<P, K, S>(a, p); });
     }
+  }
+
+  template <int K, int S, typename scalar_t, typename acc_t>
+  void walk_eval(const tiled::TileArgs<scalar_t, acc_t>& a, tiled::WalkPlan p) {
+    // Only images of 2^31 elements take 64-bit offsets; this runs that kernel on small ones.
+    if (std::getenv("SHUFFLENET_FUSED_HOST_RUNNER_INDEX64")) p.index32 = false;
+    const LaunchShape s = warp_units_shape(walk_launch(p));
+    tiled::dispatch_walk(a.geo, p, [&](auto channels_last, auto index) {
+      host::launch(grid_of(s), block_of(s), 0,
+                   [&] { walk_eval_kernel<decltype(channels_last)::value, decltype(index), K, S>(a, p); });
+    });
   }
 
   template <int K, int S, typename scalar_t, typename acc_t>
