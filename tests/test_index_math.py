@@ -201,3 +201,32 @@ def test_plane_blocks_in_gpu_tile_plans(n, c, h, k, s, acc_bytes):
         assert tiles_h * tiles_w == 1 and units >= 2048
     if n * c >= 2 * 2048 and tiles_h * tiles_w == 1 and th * chunks_w <= 16:
         assert planes > 1, "small planes of a large batch should share units"
+
+
+# The eval walk plans a GPU runs (_debug_walk_plan: [rows, strip, blocks, row_chunks, strips,
+# index32], tiled/walk_eval.h): they cover every output once, NCHW warps pack (plane, column)
+# lanes of strips at most 32 wide, and units are split (rows halved down to 4 for NCHW and 1
+# for channels_last, then channels_last columns down to 8) only while the grid has fewer than
+# 2048 warps.
+@pytest.mark.skipif(not hasattr(ops, "_debug_walk_plan"), reason="extension built without the debug ops")
+@pytest.mark.parametrize("n,c,h,w,k,s", [(64, 240, 7, 7, 3, 1), (64, 120, 28, 28, 5, 1), (64, 60, 56, 56, 3, 2),
+                                         (1, 24, 7, 7, 3, 1), (2, 40, 300, 70, 7, 2),
+                                         (1, 3, 2, 100000, 3, 1)])  # fmt: skip
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_gpu_walk_plans(n, c, h, w, k, s, channels_last):
+    rows, strip, blocks, row_chunks, strips, index32 = ops._debug_walk_plan(n, c, h, w, k, s, channels_last)
+    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+    assert row_chunks == -(-ho // rows) and strips == -(-wo // strip) and index32
+    first_strip = wo if channels_last else min(wo, 32)
+    if channels_last:
+        assert blocks == n * -(-c // 32)
+    else:
+        assert strip == first_strip and blocks == -(-(n * c * strip) // 32)
+    units = blocks * row_chunks * strips
+    min_rows = 1 if channels_last else 4
+    if units < 2048:  # split as far as allowed
+        assert rows < 2 * min_rows and (not channels_last or strip < 16)
+    if strip < first_strip:  # columns split only once rows could not be
+        assert rows < 2 * min_rows and blocks * row_chunks * -(-wo // (2 * strip)) < 2048
+    elif rows < ho:  # the last halving was needed
+        assert blocks * -(-ho // (2 * rows)) * strips < 2048

@@ -167,8 +167,10 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kLanes;
   const int64_t step = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t strip = blockIdx.z; strip < p.strips; strip += gridDim.z) {
-    for (int64_t rows = blockIdx.y; rows < p.row_chunks; rows += gridDim.y) {
-      for (int64_t b = first; b < p.blocks; b += step) tiled::walk_lane<ChannelsLast, index_t, K, S>(a, p, b, rows, strip, lane);
+    for (int64_t row_chunk = blockIdx.y; row_chunk < p.row_chunks; row_chunk += gridDim.y) {
+      for (int64_t b = first; b < p.blocks; b += step) {
+        tiled::walk_lane<ChannelsLast, index_t, K, S>(a, p, b, row_chunk, strip, lane);
+      }
     }
   }
 }

@@ -103,10 +103,10 @@ struct EmuExec {
   void walk_eval(const TileArgs<scalar_t, acc_t>& a, const WalkPlan& p) {
     dispatch_walk(a.geo, p, [&](auto channels_last, auto index) {
       for (int64_t strip = 0; strip < p.strips; ++strip)
-        for (int64_t rows = 0; rows < p.row_chunks; ++rows)
+        for (int64_t row_chunk = 0; row_chunk < p.row_chunks; ++row_chunk)
           for (int64_t b = 0; b < p.blocks; ++b)
             for (int lane = 0; lane < kLanes; ++lane)
-              walk_lane<decltype(channels_last)::value, decltype(index), K, S>(a, p, b, rows, strip, lane);
+              walk_lane<decltype(channels_last)::value, decltype(index), K, S>(a, p, b, row_chunk, strip, lane);
     });
   }
 

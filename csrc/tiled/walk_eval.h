@@ -30,8 +30,10 @@
 // the zero padding is multiplied by the taps, as the reference does (0 * inf
 // = NaN there).
 //
-// The CUDA kernels (cuda/kernels.cuh) run walk_lane for their lane of the unit (block, row chunk, strip) of grid (x, y, z); the CPU
-// emulator calls them lane after lane.
+// The CUDA kernels (cuda/kernels.cuh) run walk_lane for their lane of the
+// unit (block, row chunk, strip) of grid (x, y, z); the CPU emulator calls it
+// lane after lane. WalkPlan's divisors and offset type are chosen on the host
+// (plan_walk, dispatch_walk).
 #pragma once
 
 #include <algorithm>
