@@ -109,6 +109,13 @@ def loops(code: list[tuple[int, str]]) -> list[Loop]:
     return sorted(found, key=lambda lp: (lp.start, -lp.end))
 
 
+def children(lps: list[Loop], outer: Loop) -> list[Loop]:
+    """The loops directly inside `outer` (not inside another of its loops)."""
+    nested = [lp for lp in lps if lp is not outer and outer.start <= lp.start and lp.end <= outer.end]
+    return [lp for lp in nested if not any(o is not lp and o.start <= lp.start and lp.end <= o.end
+                                           for o in nested)]  # fmt: skip
+
+
 def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geometry: tuple[int, ...]) -> dict:
     """Warp-instructions per output of one conv kernel for one plan."""
     n, c, h, w, k, s = geometry
@@ -119,10 +126,7 @@ def model(kind: str, pass_: str, fn: list[tuple[int, str]], plan: list[int], geo
     unit = max(lps, key=lambda lp: lp.end - lp.start)
 
     def inside(outer: Loop) -> list[Loop]:
-        """The loops directly inside `outer` (not inside another of its loops)."""
-        nested = [lp for lp in lps if lp is not outer and outer.start <= lp.start and lp.end <= outer.end]
-        return [lp for lp in nested if not any(o is not lp and o.start <= lp.start and lp.end <= o.end
-                                               for o in nested)]  # fmt: skip
+        return children(lps, outer)
 
     # A body's outputs per lane: its multiply-adds over those of one output (K*K taps; the
     # dz pass adds K*K weight-gradient products).
@@ -190,19 +194,14 @@ def walk_model(kind: str, fn: list[tuple[int, str]], plan: list[int], geometry: 
         return min((o for o in lps if o is not lp and o.start <= lp.start and lp.end <= o.end),
                    key=lambda o: o.end - o.start)  # fmt: skip
 
-    def children(outer: Loop) -> list[Loop]:
-        nested = [lp for lp in lps if lp is not outer and outer.start <= lp.start and lp.end <= outer.end]
-        return [lp for lp in nested if not any(o is not lp and o.start <= lp.start and lp.end <= o.end
-                                               for o in nested)]  # fmt: skip
-
     def own(lp: Loop) -> int:
-        return len(lp.body) - sum(len(x.body) for x in children(lp))
+        return len(lp.body) - sum(len(x.body) for x in children(lps, lp))
 
     fmas = k * (k * k + 1)
-    walks = [lp for lp in lps if lp.count("FFMA") + lp.count("DFMA") == fmas and not children(lp)]
+    walks = [lp for lp in lps if lp.count("FFMA") + lp.count("DFMA") == fmas and not children(lps, lp)]
     main = min(walks, key=lambda lp: len(lp.body))
     holder = parent(main)
-    tail = max((lp for lp in children(holder) if lp in walks), key=lambda lp: len(lp.body))
+    tail = max((lp for lp in children(lps, holder) if lp in walks), key=lambda lp: len(lp.body))
     per_main, per_tail = len(main.body) / k, len(tail.body) / k
     total = 0.0
     if kind == "nchw":
