@@ -221,6 +221,16 @@ def test_stem_matches_reference(cpu_isa, channels):
             got = torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, [1, 0, 0])
             expected = F.max_pool2d(F.relu(bn(conv(x))), 3, 2, 1)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        # NaN and Inf through the max pool's vertical and horizontal maxima: a NaN in the
+        # top row (a two-row window), one in the middle, +Inf in the last row and column.
+        x[0, 0, 0, w // 2] = float("nan")
+        x[-1, 1, h // 2, w // 3] = float("nan")
+        x[0, 2, h - 1, w - 1] = float("inf")
+        with torch.no_grad():
+            got = torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, [1, 0, 0])
+            expected = F.max_pool2d(F.relu(bn(conv(x))), 3, 2, 1)
+        assert expected.isnan().any()
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
 
 
 def test_block_chain_op_matches_blocks():

@@ -149,11 +149,15 @@ inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const
   if (tail) pointwise_tail<R>(t, co);
 }
 
+constexpr int kStemChannels = 16;  // conv output channels computed together
+
 // Stem: output channels co .. co + R - 1 of conv row oh, after bias and ReLU,
 // into rows[r * pitch + ow]. Column handling as conv_plane_s2_k3
 // (stride2_k3_rows.h): per window row, the even and odd input columns of a
 // 16-pixel chunk split by vpermt2ps, the column left of it moved in by valignd;
 // columns outside the image load as zeros.
+// R <= kStemChannels; the loops over r unroll fully, so that acc stays in
+// registers (a partly unrolled loop indexes acc on the stack).
 template <int R>
 inline void stem_conv_row(const StemPlan& s, const float* x, int64_t co, int64_t oh, float* rows, int64_t pitch) {
   const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -167,7 +171,7 @@ inline void stem_conv_row(const StemPlan& s, const float* x, int64_t co, int64_t
     const __mmask16 lo = first_lanes(std::min<int64_t>(16, s.W - c0));
     const __mmask16 hi = first_lanes(std::max<int64_t>(0, std::min<int64_t>(16, s.W - c0 - 16)));
     __m512 acc[R];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[r] = _mm512_set1_ps(s.b[co + r]);
     for (int64_t ci = 0; ci < s.cin; ++ci) {
       for (int kh = 0; kh < 3; ++kh) {
@@ -181,7 +185,7 @@ inline void stem_conv_row(const StemPlan& s, const float* x, int64_t co, int64_t
         const __m512 odd_left = _mm512_castsi512_ps(
             _mm512_alignr_epi32(_mm512_castps_si512(odd), _mm512_castps_si512(left), 15));
         const int64_t t = ci * 9 + kh * 3;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
           acc[r] = _mm512_fmadd_ps(odd_left, _mm512_set1_ps(w[r * taps + t]), acc[r]);
           acc[r] = _mm512_fmadd_ps(even, _mm512_set1_ps(w[r * taps + t + 1]), acc[r]);
@@ -189,7 +193,7 @@ inline void stem_conv_row(const StemPlan& s, const float* x, int64_t co, int64_t
         }
       }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) store_row16(rows + r * pitch + ow0, out, _mm512_max_ps(zero, acc[r]));
   }
 }
@@ -211,8 +215,6 @@ inline void max_pool_row(const float* v, int64_t Wp, float* y) {
                 max_keep_nan(max_keep_nan(left, centre), right));
   }
 }
-
-constexpr int kStemChannels = 16;  // conv output channels computed together
 
 // Output channels [g0, g1) of one group at one pixel tile (and the tail
 // pixels): full tiles of Tiles::kRows channels, then one of the rest.
@@ -334,7 +336,9 @@ struct Avx512Stages : PortableStages {
     const int64_t vlen = 2 * ((s.Wp + 15) / 16) * 16 + 34;
     float* conv = thread_scratch(kStemChannels * rows * pitch + vlen);
     float* v = conv + kStemChannels * rows * pitch;
+    // v[0] and v past Wc stay -inf; each pooled row overwrites v[1 .. Wc].
     constexpr float kLowest = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < vlen; ++i) v[i] = kLowest;
     for (int64_t co = 0; co < s.cout;) {
       // 16 channels at a time, then 8, 4, 2, 1.
       const int left = static_cast<int>(std::min<int64_t>(kStemChannels, s.cout - co));
@@ -352,14 +356,15 @@ struct Avx512Stages : PortableStages {
       for (int r = 0; r < R; ++r) {
         const float* plane = conv + r * rows * pitch;
         for (int64_t pr = r0; pr < r1; ++pr) {
-          for (int64_t i = 0; i < vlen; ++i) v[i] = kLowest;
-          for (int64_t oh = std::max<int64_t>(h0, 2 * pr - 1); oh <= std::min(h1 - 1, 2 * pr + 1); ++oh) {
-            const float* src = plane + (oh - h0) * pitch;
-            for (int64_t c = 0; c < s.Wc; c += 16) {
-              const __mmask16 m = first_lanes(std::min<int64_t>(16, s.Wc - c));
-              const __m512 cur = _mm512_loadu_ps(v + 1 + c);
-              _mm512_mask_storeu_ps(v + 1 + c, m, max_keep_nan(cur, load_row16(src + c, m)));
-            }
+          // The window's conv rows first .. last (two at the top edge).
+          const int64_t first = std::max<int64_t>(h0, 2 * pr - 1), last = std::min(h1 - 1, 2 * pr + 1);
+          const float* src = plane + (first - h0) * pitch;
+          for (int64_t c = 0; c < s.Wc; c += 16) {
+            const __mmask16 m = first_lanes(std::min<int64_t>(16, s.Wc - c));
+            __m512 column = load_row16(src + c, m);
+            for (int64_t k = 1; k <= last - first; ++k)
+              column = max_keep_nan(column, load_row16(src + k * pitch + c, m));
+            _mm512_mask_storeu_ps(v + 1 + c, m, column);
           }
           max_pool_row(v, s.Wp, y + (co + r) * y_pitch + pr * s.Wp);
         }
