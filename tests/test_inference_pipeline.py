@@ -233,6 +233,33 @@ def test_stem_matches_reference(cpu_isa, channels):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
 
 
+@pytest.mark.parametrize("features", [1, 27, 33])
+def test_classifier_features_past_whole_vectors(cpu_isa, features):
+    """The op's own classifier (batch 1 on two threads) when the pooled features are not a
+    whole number of 16-lane vectors: the op on stem + head only (plan [1, 1, 0]), the stem
+    giving `features` channels of 10x10, whose top-left 7x7 window the head pools."""
+    torch.manual_seed(31)
+    conv, bn = nn.Conv2d(3, features, 3, 2, 1, bias=False), randomize(nn.BatchNorm2d(features), seed=31).eval()
+    linear = nn.Linear(features, 11)
+    from shufflenet_fused.inference.arguments import _conv_bn
+
+    params, eps = [], []
+    _conv_bn(conv, bn, kernel=3, stride=2, params=params, eps=eps)
+    params += [linear.weight, linear.bias]
+    x = torch.randn(1, 3, 37, 37)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            got = torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, [1, 1, 0])
+            pooled = F.max_pool2d(F.relu(bn(conv(x))), 3, 2, 1)
+            expected = linear(pooled[..., :7, :7].mean(dim=(2, 3)))
+    finally:
+        torch.set_num_threads(before)
+    assert pooled.shape[-2:] == (10, 10)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_block_chain_op_matches_blocks():
     """The op runs a chain of blocks without stem and head: same as the blocks one by one."""
     _, fused = pair("1.0x", 3, seed=4)

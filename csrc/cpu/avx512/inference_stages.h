@@ -329,6 +329,33 @@ struct Avx512Stages : PortableStages {
     }
   }
 
+  // Classes [j0, j1) of one image: logits[j] = bias[j] + dot(weight row j,
+  // features), four rows at a time, 16 partial sums each. At batch one this
+  // streams the whole weight for one vector, so it has to keep up with L3.
+  static void classifier(const float* w, const float* bias, const float* features, int64_t C, float* logits,
+                         int64_t j0, int64_t j1) {
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) classifier_dots<4>(w, bias, features, C, logits, j);
+    for (; j < j1; ++j) classifier_dots<1>(w, bias, features, C, logits, j);
+  }
+
+  template <int R>
+  static void classifier_dots(const float* w, const float* bias, const float* features, int64_t C, float* logits,
+                              int64_t j) {
+    __m512 acc[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < C; k += 16) {
+      const __mmask16 m = first_lanes(std::min<int64_t>(16, C - k));
+      const __m512 f = load_row16(features + k, m);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(load_row16(w + (j + r) * C + k, m), f, acc[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+      logits[j + r] = (bias != nullptr ? bias[j + r] : 0.0f) + _mm512_reduce_add_ps(acc[r]);
+  }
+
   static void stem(const StemPlan& s, const float* x, float* y, int64_t y_pitch, int64_t r0, int64_t r1) {
     // Conv rows of the band: the windows of pooled rows r0 .. r1 - 1.
     const int64_t h0 = std::max<int64_t>(0, 2 * r0 - 1), h1 = std::min(s.Hc, 2 * r1);
