@@ -6,6 +6,7 @@ weights and random BatchNorm statistics, at every CPU ISA level this machine run
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -42,6 +43,17 @@ def pair(size: str, group: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to n inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -85,14 +97,10 @@ def test_image_groups(threads, calls):
     """N above the group size (8 images per thread): full and partial groups, spans of
     several images in the later stages."""
     ref, fused = pair("0.5x", 8, seed=13)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         x = torch.randn(19, 3, 224, 224)
         with torch.no_grad():
             assert rel_l2(fused(x), ref(x)) < 1e-5
-    finally:
-        torch.set_num_threads(before)
     assert calls["n"] == 1
 
 
@@ -109,9 +117,7 @@ def test_classifier_with_bias_and_odd_classes(cpu_isa, threads, calls):
     fused = sf.ShuffleNetV1(model_size="0.5x", group=3, n_class=1001, fused=True).eval()
     fused.classifier[0] = nn.Linear(fused.classifier[0].in_features, 1001, bias=True)
     fused.load_state_dict(ref.state_dict())
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for n in (1, 3):
             x = torch.randn(n, 3, 224, 224)
             with torch.no_grad():
@@ -119,23 +125,17 @@ def test_classifier_with_bias_and_odd_classes(cpu_isa, threads, calls):
             assert torch.equal(got.isnan(), expected.isnan()) and bool(got[:, 5].isnan().all())
             keep = torch.arange(1001) != 5
             assert rel_l2(got[:, keep], expected[:, keep]) < 1e-5
-    finally:
-        torch.set_num_threads(before)
     assert calls["n"] == 2
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_odd_input_sizes(threads, calls):
     ref, fused = pair("1.0x", 8, seed=2)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for h, w in ((200, 230), (193, 207)):  # odd maps at every stride-2 layer
             x = torch.randn(1, 3, h, w)
             with torch.no_grad():
                 assert rel_l2(fused(x), ref(x)) < 1e-5
-    finally:
-        torch.set_num_threads(before)
     assert calls["n"] == 2
 
 
@@ -247,15 +247,11 @@ def test_classifier_features_past_whole_vectors(cpu_isa, features):
     _conv_bn(conv, bn, kernel=3, stride=2, params=params, eps=eps)
     params += [linear.weight, linear.bias]
     x = torch.randn(1, 3, 37, 37)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         with torch.no_grad():
             got = torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, [1, 1, 0])
             pooled = F.max_pool2d(F.relu(bn(conv(x))), 3, 2, 1)
             expected = linear(pooled[..., :7, :7].mean(dim=(2, 3)))
-    finally:
-        torch.set_num_threads(before)
     assert pooled.shape[-2:] == (10, 10)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 

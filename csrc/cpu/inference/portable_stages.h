@@ -35,34 +35,6 @@ struct PointwiseOut {
   bool relu = false;
 };
 
-// The classifier for classes [j0, j1) of one image: logits[j] = bias[j] +
-// dot(weight row j, features), four rows at a time, each dot product in 16
-// partial sums (vectorised by the compiler). At batch one this reads the
-// whole weight for one vector: bound by memory, so the rows are split across
-// the threads (classify_split) instead of a single-threaded addmm.
-inline void classifier_rows(const float* w, const float* bias, const float* features, int64_t C, float* logits,
-                            int64_t j0, int64_t j1) {
-  constexpr int kRows = 4, kLanes = 16;
-  const int64_t full = C / kLanes * kLanes;
-  for (int64_t j = j0; j < j1; j += kRows) {
-    // A last group of fewer rows repeats its last row (fixed trip counts vectorise).
-    const int rows = static_cast<int>(std::min<int64_t>(kRows, j1 - j));
-    float acc[kRows][kLanes] = {};
-    for (int64_t k = 0; k < full; k += kLanes)
-      for (int r = 0; r < kRows; ++r) {
-        const float* wr = w + (j + std::min(r, rows - 1)) * C + k;
-        for (int l = 0; l < kLanes; ++l) acc[r][l] += wr[l] * features[k + l];
-      }
-    for (int r = 0; r < rows; ++r) {
-      const float* wr = w + (j + r) * C;
-      float sum = 0.0f;
-      for (int l = 0; l < kLanes; ++l) sum += acc[r][l];
-      for (int64_t k = full; k < C; ++k) sum += wr[k] * features[k];
-      logits[j + r] = (bias != nullptr ? bias[j + r] : 0.0f) + sum;
-    }
-  }
-}
-
 struct PortableStages {
   // Output channels [c0, c1) of a 1x1 group conv of `pixels` pixels of one
   // image: x holds cin planes `x_pitch` floats apart.
@@ -153,10 +125,32 @@ struct PortableStages {
     }
   }
 
-  // Classes [j0, j1) of one image's classifier (classifier_rows above).
+  // The classifier for classes [j0, j1) of one image: logits[j] = bias[j] +
+  // dot(weight row j, features), four rows at a time, each dot product in 16
+  // partial sums (vectorised by the compiler). At batch one this reads the
+  // whole weight for one vector: bound by memory, so the rows are split across
+  // the threads (classify_split) instead of a single-threaded addmm.
   static void classifier(const float* w, const float* bias, const float* features, int64_t C, float* logits,
                          int64_t j0, int64_t j1) {
-    classifier_rows(w, bias, features, C, logits, j0, j1);
+    constexpr int kRows = 4, kLanes = 16;
+    const int64_t full = C / kLanes * kLanes;
+    for (int64_t j = j0; j < j1; j += kRows) {
+      // A last group of fewer rows repeats its last row (fixed trip counts vectorise).
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, j1 - j));
+      float acc[kRows][kLanes] = {};
+      for (int64_t k = 0; k < full; k += kLanes)
+        for (int r = 0; r < kRows; ++r) {
+          const float* wr = w + (j + std::min(r, rows - 1)) * C + k;
+          for (int l = 0; l < kLanes; ++l) acc[r][l] += wr[l] * features[k + l];
+        }
+      for (int r = 0; r < rows; ++r) {
+        const float* wr = w + (j + r) * C;
+        float sum = 0.0f;
+        for (int l = 0; l < kLanes; ++l) sum += acc[r][l];
+        for (int64_t k = full; k < C; ++k) sum += wr[k] * features[k];
+        logits[j + r] = (bias != nullptr ? bias[j + r] : 0.0f) + sum;
+      }
+    }
   }
 
   // Row oh of the stem conv's output channel co, after its ReLU.
