@@ -201,10 +201,9 @@ BlockPlan read_block(const int64_t* ints, int64_t H, int64_t W, int64_t channels
 
   // The shuffle after the depthwise conv, folded into pw1's stores: shuffled
   // plane j holds channel src(j), so pw1 stores channel c to plane dst(c) and
-  // plane j gets channel src(j)'s depthwise taps and BN. The planes are
-  // walked in order without a division per channel (OutputChannelWalk: a
-  // 64-bit divide per channel here was a third of the op's fixed cost), and
-  // dst is filled as src's inverse on the way.
+  // plane j gets channel src(j)'s depthwise taps and BN. This runs on every
+  // call, so the planes are walked in order without a division per channel
+  // (OutputChannelWalk), and dst is filled as src's inverse on the way.
   const ChannelMap map(b.mid, shuffle, /*shuffle_last=*/true);
   const ArgReader::ConvBn pw1 = args.conv_bn(Where{index, "pw1"}, {b.mid, b.inp / g1, 1, 1});
   int64_t* dst = ArgReader::ints().take(b.mid);
