@@ -104,6 +104,20 @@ def test_image_groups(threads, calls):
     assert calls["n"] == 1
 
 
+@pytest.mark.parametrize("threads", [3, 4])
+def test_batch_below_threads_on_wider_teams(threads, calls):
+    """Batch below the thread count with more threads than two: one team runs every layer of
+    each image in turn, members sit out the splits too small for all of them, and the
+    stride-2 blocks share their pool and pw2 channels out by member."""
+    ref, fused = pair("0.5x", 3, seed=17)
+    with torch_threads(threads):
+        for n in (1, threads - 1):
+            x = torch.randn(n, 3, 224, 224)
+            with torch.no_grad():
+                assert rel_l2(fused(x), ref(x)) < 1e-5
+    assert calls["n"] == 2
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_classifier_with_bias_and_odd_classes(cpu_isa, threads, calls):
     """The head's Linear: computed in the op, split across the threads, below the thread

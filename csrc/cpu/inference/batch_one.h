@@ -1,9 +1,7 @@
 // Batch below the thread count (batch 1 on two threads): images one after
-// the other, each layer split across the threads, by output channels, or by
-// bands of rows for large planes.
+// the other, each layer split across the threads (one team for the whole
+// call, team.h), by output channels, or by bands of rows for large planes.
 #pragma once
-
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -11,6 +9,7 @@
 
 #include "cpu/inference/isa_stages.h"
 #include "cpu/inference/network_plan.h"
+#include "cpu/inference/team.h"
 #include "cpu/inference/thread_buffers.h"
 #include "cpu/isa_namespace.h"
 
@@ -18,18 +17,6 @@ namespace shufflenet_fused {
 namespace cpu {
 namespace SF_CPU_ISA {
 namespace infer {
-
-// Runs fn(begin, end) over [0, units) split across the threads, units of
-// unit_elems output elements each.
-struct LayerSplit {
-  template <typename Fn>
-  void operator()(int64_t units, int64_t unit_elems, const Fn& fn) const {
-    if (units <= 0) return;
-    // Below ~4K output elements per task a thread costs more than it saves.
-    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, unit_elems));
-    at::parallel_for(0, units, grain, fn);
-  }
-};
 
 // The per-image buffers, carved from one allocation: the block activations
 // (ping-pong) and, for blocks run whole-plane (below), pw1's and dw's outputs.
@@ -51,16 +38,16 @@ struct ImageBuffers {
 // A block on whole planes, each layer split across the threads by output
 // channels (small planes at batch 1, where row bands would be too few rows).
 inline void run_block_planes(const BlockPlan& b, const float* x, float* y, const ImageBuffers& buf,
-                             const LayerSplit& split) {
+                             const Team& team) {
   const int64_t in_plane = b.in_plane(), out_plane = b.out_plane();
-  split(b.mid, in_plane, [&](int64_t c0, int64_t c1) {
+  team.split(b.mid, in_plane, [&](int64_t c0, int64_t c1) {
     Stages::pointwise(b.pw1, x, in_plane, in_plane, PointwiseOut{buf.mid, in_plane, 0, nullptr, 0, true}, c0, c1);
   });
-  split(b.mid, out_plane * 9, [&](int64_t c0, int64_t c1) {
+  team.split(b.mid, out_plane * 9, [&](int64_t c0, int64_t c1) {
     depthwise_bn(b, buf.mid, in_plane, b.H, b.W, buf.dw, out_plane, c0, c1);
   });
   if (b.stride == 1) {
-    split(b.oup, out_plane, [&](int64_t c0, int64_t c1) {
+    team.split(b.oup, out_plane, [&](int64_t c0, int64_t c1) {
       Stages::pointwise(b.pw2, buf.dw, out_plane, out_plane, PointwiseOut{y, out_plane, 0, x, in_plane, true}, c0,
                         c1);
     });
@@ -69,14 +56,11 @@ inline void run_block_planes(const BlockPlan& b, const float* x, float* y, const
   // Stride 2: the average-pooled input channels (y's first inp) and the pw2
   // channels after them, each split evenly across the threads (a pooled
   // channel costs 9 adds a pixel, a pw2 channel mid / groups2 FMAs).
-  const int threads = at::get_num_threads();
-  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      average_pool3x3s2(x, in_plane, b.H, b.W, y, out_plane, b.inp * t / threads, b.inp * (t + 1) / threads);
-      const int64_t c2 = b.oup - b.inp;
-      Stages::pointwise(b.pw2, buf.dw, out_plane, out_plane, PointwiseOut{y, out_plane, b.inp, nullptr, 0, true},
-                        c2 * t / threads, c2 * (t + 1) / threads);
-    }
+  team.each([&](int64_t t, int64_t threads) {
+    average_pool3x3s2(x, in_plane, b.H, b.W, y, out_plane, b.inp * t / threads, b.inp * (t + 1) / threads);
+    const int64_t c2 = b.oup - b.inp;
+    Stages::pointwise(b.pw2, buf.dw, out_plane, out_plane, PointwiseOut{y, out_plane, b.inp, nullptr, 0, true},
+                      c2 * t / threads, c2 * (t + 1) / threads);
   });
 }
 
@@ -137,35 +121,35 @@ inline void run_block_rows(const BlockPlan& b, const float* x, float* y, int64_t
   }
 }
 
-// A block by bands, the rows split across the threads (one parallel region
-// per block, the average pool of a stride-2 block split by channels first).
-inline void run_block_banded(const BlockPlan& b, const float* x, float* y, const LayerSplit& split) {
+// A block by bands, the rows split across the threads (the average pool of
+// a stride-2 block split by channels first).
+inline void run_block_banded(const BlockPlan& b, const float* x, float* y, const Team& team) {
   if (b.stride == 2)
-    split(b.inp, b.out_plane(), [&](int64_t c0, int64_t c1) {
+    team.split(b.inp, b.out_plane(), [&](int64_t c0, int64_t c1) {
       average_pool3x3s2(x, b.in_plane(), b.H, b.W, y, b.out_plane(), c0, c1);
     });
-  at::parallel_for(0, b.Ho, 4, [&](int64_t q0, int64_t q1) { run_block_rows(b, x, y, q0, q1); });
+  team.split_grain(b.Ho, 4, [&](int64_t q0, int64_t q1) { run_block_rows(b, x, y, q0, q1); });
 }
 
 // The classifier of one image's pooled features, its classes split across
 // the threads.
-inline void classify_split(const NetworkPlan& P, const float* features, float* logits) {
-  LayerSplit{}(P.classes, P.out_C, [&](int64_t j0, int64_t j1) {
+inline void classify_split(const NetworkPlan& P, const float* features, float* logits, const Team& team) {
+  team.split(P.classes, P.out_C, [&](int64_t j0, int64_t j1) {
     Stages::classifier(P.head_w, P.head_b, features, P.out_C, logits, j0, j1);
   });
 }
 
 // One image at batch 1: x (C x H x W) to y (out_C x out_H x out_W, or the
 // out_C pooled features with a head), every layer split across the threads.
-inline void run_image_split(const NetworkPlan& P, const float* x, float* y, const ImageBuffers& buf) {
-  const LayerSplit split;
+inline void run_image_split(const NetworkPlan& P, const float* x, float* y, const ImageBuffers& buf,
+                            const Team& team) {
   const float* cur = x;
   if (P.has_stem) {
     const StemPlan& s = P.stem;
     float* out = (P.blocks.empty() && !P.has_head) ? y : buf.act[0];
     // Split by pooled rows, each thread walking its rows in bands (splitting
     // whole bands would give 56 rows as 32 / 24).
-    split(s.Hp, s.Wp * s.cout, [&](int64_t r0, int64_t r1) {
+    team.split(s.Hp, s.Wp * s.cout, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; r += kStemBandRows)
         Stages::stem(s, x, out, s.Hp * s.Wp, r, std::min(r1, r + kStemBandRows));
     });
@@ -176,13 +160,16 @@ inline void run_image_split(const NetworkPlan& P, const float* x, float* y, cons
     float* out = (last && !P.has_head) ? y : (cur == buf.act[0] ? buf.act[1] : buf.act[0]);
     const BlockPlan& b = P.blocks[i];
     if (banded(b)) {
-      run_block_banded(b, cur, out, split);
+      run_block_banded(b, cur, out, team);
     } else {
-      run_block_planes(b, cur, out, buf, split);
+      run_block_planes(b, cur, out, buf, team);
     }
     cur = out;
   }
-  if (P.has_head) head_pool(cur, P.out_H * P.out_W, P.out_C, P.out_H, P.out_W, y);
+  if (P.has_head)
+    team.split(P.out_C, NetworkPlan::kHeadWindow * NetworkPlan::kHeadWindow, [&](int64_t c0, int64_t c1) {
+      head_pool(cur + c0 * P.out_H * P.out_W, P.out_H * P.out_W, c1 - c0, P.out_H, P.out_W, y + c0);
+    });
 }
 
 }  // namespace infer

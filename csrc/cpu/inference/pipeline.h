@@ -13,6 +13,7 @@
 #include "cpu/inference/batch_one.h"
 #include "cpu/inference/image_groups.h"
 #include "cpu/inference/network_plan.h"
+#include "cpu/inference/team.h"
 #include "cpu/inference/thread_buffers.h"
 #include "cpu/isa_namespace.h"
 
@@ -32,10 +33,12 @@ inline void infer_network(const InferParams& p) {
   const int64_t in_elems = P.C * P.H * P.W;
   const int64_t out_elems = P.has_head ? P.out_C : P.out_C * P.out_H * P.out_W;
   const ImageBuffers buf(P, thread_image_buffers(ImageBuffers::elems(P)));
-  for (int64_t n = 0; n < P.N; ++n) {
-    run_image_split(P, p.x + n * in_elems, p.y + n * out_elems, buf);
-    if (p.logits != nullptr) classify_split(P, p.y + n * out_elems, p.logits + n * P.classes);
-  }
+  run_team([&](const Team& team) {
+    for (int64_t n = 0; n < P.N; ++n) {
+      run_image_split(P, p.x + n * in_elems, p.y + n * out_elems, buf, team);
+      if (p.logits != nullptr) classify_split(P, p.y + n * out_elems, p.logits + n * P.classes, team);
+    }
+  });
 }
 
 }  // namespace infer
