@@ -80,8 +80,8 @@ def _extension():
     # csrc/cuda/*.cu and *.cpp are the only sources that need nvcc and the CUDA headers.
     # csrc/cuda/host holds host C++ (the CUDA kernels run on host threads, test-only).
     cpp_sources = _sources(
-        "csrc/*.cpp", "csrc/common/**/*.cpp", "csrc/meta/*.cpp", "csrc/cpu/**/*.cpp", "csrc/tiled/**/*.cpp",
-        "csrc/cuda/host/*.cpp",
+        "csrc/*.cpp", "csrc/python/*.cpp", "csrc/common/**/*.cpp", "csrc/meta/*.cpp", "csrc/cpu/**/*.cpp",
+        "csrc/tiled/**/*.cpp", "csrc/cuda/host/*.cpp",
     )
     # -fno-tree-loop-distribute-patterns: keep short row copies as inline vector
     # loops instead of memcpy calls (csrc/cpu/flat_plane.h).

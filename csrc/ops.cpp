@@ -1,22 +1,11 @@
-// Operator schemas of torch.ops.shufflenet_fused and the Python module stub.
+// Operator schemas of torch.ops.shufflenet_fused.
 //
 // The backends (cpu/, cuda/) register kernels with TORCH_LIBRARY_IMPL, the
 // autograd formulas live in autograd.cpp, and the fake (meta) kernels are
 // in meta/meta_kernels.cpp (the whole-network op's fake kernel is registered
-// from Python, shufflenet_fused/ops/_library.py).
-#include <Python.h>
+// from Python, shufflenet_fused/ops/_library.py). The Python module that
+// loads them all is python/module.cpp.
 #include <torch/library.h>
-
-// Importing shufflenet_fused._C runs the static TORCH_LIBRARY registrations
-// below; the module itself carries no Python functions, so it does not need
-// pybind11 (torch/extension.h), which keeps compile times down.
-extern "C" {
-PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr, nullptr, nullptr, nullptr, nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 TORCH_LIBRARY(shufflenet_fused, m) {
   // Inference: BN uses running statistics, folded into a per-channel

@@ -64,8 +64,8 @@ def calls(monkeypatch):
     counter = {"n": 0, "blocks": 0}
     original = pipeline._run
 
-    def counted(module, x, fold):
-        out = original(module, x, fold)
+    def counted(module, x, *rest):
+        out = original(module, x, *rest)
         counter["blocks" if isinstance(module, sf.ShuffleV1Block) else "n"] += out is not None
         return out
 
@@ -318,6 +318,72 @@ def test_edits_after_a_forward_refold(calls):
         model.features[0].branch_main_2[1] = new_bn
     check()
     assert calls["n"] == 6
+
+
+def test_structure_edits_after_a_forward(calls):
+    ref, fused = pair("0.5x", 8, seed=3)
+    x = torch.randn(1, 3, 224, 224)
+
+    def check():
+        with torch.no_grad():
+            assert rel_l2(fused(x), ref(x)) < 1e-5
+
+    check()
+    fused.features[5].branch_main_1[3].stride = (1, 1)  # an equal value, another tuple
+    check()
+    for model in (ref, fused):  # a changed eps refolds
+        model.features[5].branch_main_1[4].eps = 0.25
+    check()
+    for model in (ref, fused):  # as torch.func.functional_call swaps tensors: the dict entry itself
+        linear = model.classifier[0]
+        linear._parameters["weight"] = nn.Parameter(linear.weight.detach() * 3)
+    check()
+    assert calls["n"] == 4 and calls["blocks"] == 0
+    entry, conv = pipeline._cache[fused], fused.features[6].branch_main_1[0]
+    del conv.bias  # registered as None, now absent: no longer current
+    assert not entry.current()
+    conv.register_parameter("bias", None)
+    assert entry.current()
+    fused.features[2].fused = False  # an unfused block: the network runs block by block
+    check()
+    assert calls["n"] == 4 and calls["blocks"] == 15
+    fused.features[2].fused = True
+    for model in (ref, fused):  # a padding the op does not compute: that block runs its modules
+        model.features[5].branch_main_1[3].padding_mode = "reflect"
+    check()
+    assert calls["n"] == 4 and calls["blocks"] == 30
+
+
+def test_all_identical_checks():
+    from shufflenet_fused.ops._library import all_identical
+
+    a, b = object(), object()
+    d = {"a": a, "none": None}
+    assert all_identical([d, d], ["a", "none"], [a, None])
+    assert all_identical([], [], [])
+    assert not all_identical([d], ["a"], [b])
+    assert not all_identical([d], ["missing"], [None])
+    with pytest.raises(ValueError, match="one length"):
+        all_identical([d], ["a", "none"], [a])
+    with pytest.raises(TypeError, match="not a dict"):
+        all_identical([[a]], [0], [a])
+    with pytest.raises(TypeError):
+        all_identical((d,), ["a"], [a])  # lists only
+
+
+@pytest.mark.parametrize("size,runs", [(192, False), (193, True), (416, True), (417, False)])
+def test_input_sizes_the_head_pools_to_one(size, runs, calls):
+    ref, fused = pair("0.5x", 8, seed=4)
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        if size == 192:  # a 6x6 last map: AvgPool2d(7) cannot pool it, in either model
+            with pytest.raises(RuntimeError):
+                ref(x)
+            with pytest.raises(RuntimeError):
+                fused(x)
+        else:
+            torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-5)
+    assert calls["n"] == int(runs)
 
 
 def test_gradient_needed_runs_the_modules(calls):

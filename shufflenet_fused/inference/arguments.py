@@ -82,6 +82,8 @@ def network_arguments(model: nn.Module) -> tuple[Params, list[float], list[int]]
         or len(classifier) != 1 or type(classifier[0]) is not nn.Linear
     ):  # fmt: skip
         raise Unsupported("the inference op runs Megvii's ShuffleNetV1 structure only")
+    if not all(block.fused for block in model.features):
+        raise Unsupported("a block that is not fused runs its modules")
     params: Params = []
     eps: list[float] = []
     _conv_bn(stem[0], stem[1], kernel=3, stride=2, params=params, eps=eps)

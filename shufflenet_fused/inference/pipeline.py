@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops._export import exporting_to_onnx
+from ..ops._library import all_identical
 from . import arguments
 
 _ENV = "SHUFFLENET_FUSED_INFERENCE_PIPELINE"
@@ -53,83 +54,115 @@ Builder = Callable[[nn.Module], tuple[arguments.Params, list[float], list[int]]]
 
 
 class _Arguments:
-    """The op's arguments for one module and what they were read from."""
+    """The op's arguments for one module, the input channels it takes, and what they were
+    read from."""
 
-    __slots__ = ("args", "slots", "attributes")
+    __slots__ = ("args", "channels", "dicts", "keys", "values", "identities")
 
-    def __init__(self, module: nn.Module, build: Builder):
+    def __init__(self, module: nn.Module, build: Builder, channels: Callable[[nn.Module], int]):
         self.args = build(module)
+        self.channels = channels(module)
         modules = list(module.modules())
         # Every (container, key, object) below the module: replacing a submodule, a
         # parameter or a buffer (or setting one to None) rebuilds the arguments.
-        self.slots = [(d, key, value) for m in modules for d in (m._modules, m._parameters, m._buffers)
-                      for key, value in d.items()]  # fmt: skip
-        self.attributes = [(m.__dict__, key, m.__dict__[key]) for m in modules for key in _WATCHED if key in m.__dict__]
-        self.attributes += [(m.__dict__, "training", m.training) for m in modules if isinstance(m, _BatchNorm)]
+        watched = [(d, key, value) for m in modules for d in (m._modules, m._parameters, m._buffers)
+                   for key, value in d.items()]  # fmt: skip
+        self.identities = len(watched)
+        # Then the plain attributes read, compared by value.
+        watched += [(m.__dict__, key, m.__dict__[key]) for m in modules for key in _WATCHED if key in m.__dict__]
+        watched += [(m.__dict__, "training", m.training) for m in modules if isinstance(m, _BatchNorm)]
+        self.dicts = [d for d, _, _ in watched]
+        self.keys = [key for _, key, _ in watched]
+        self.values = [value for _, _, value in watched]
 
     def current(self) -> bool:
-        for d, key, value in self.slots:
-            if d.get(key) is not value:
+        # The common case in C (a Python loop would be a few percent of a batch-1 call):
+        # every entry still holds the very object read.
+        if all_identical(self.dicts, self.keys, self.values):
+            return True
+        # Something was re-assigned: slots must still be the same objects; attributes only
+        # equal (an equal value re-assigned, e.g. `conv.stride = (1, 1)`), kept for next time.
+        for i, (d, key, value) in enumerate(zip(self.dicts, self.keys, self.values, strict=True)):
+            now = d.get(key, _MISSING)  # a deleted entry is not one holding None
+            if now is value:
+                continue
+            if i < self.identities or now != value:
                 return False
-        for d, key, value in self.attributes:
-            if d.get(key) != value:
-                return False
+            self.values[i] = now
         return True
 
 
+_MISSING = object()
 _cache: weakref.WeakKeyDictionary[nn.Module, _Arguments] = weakref.WeakKeyDictionary()
+_infer_op = None  # torch.ops.shufflenet_fused.shufflenet_v1_infer.default, resolved on first use
 
 
-def _arguments(module: nn.Module, build: Builder) -> tuple[arguments.Params, list[float], list[int]] | None:
-    if torch.compiler.is_compiling():
-        # Traced once: dynamo guards on the modules itself, nothing to cache.
-        try:
-            return build(module)
-        except arguments.Unsupported:
-            return None
+def _arguments(module: nn.Module, build: Builder, channels: Callable[[nn.Module], int]) -> _Arguments | None:
     entry = _cache.get(module)
     if entry is None or not entry.current():
         try:
-            entry = _Arguments(module, build)
+            entry = _Arguments(module, build, channels)
         except arguments.Unsupported:
             _cache.pop(module, None)
             return None
         _cache[module] = entry
-    return entry.args
+    return entry
 
 
-def _eligible(module: nn.Module, x: Tensor) -> bool:
-    if not _enabled or module.training or x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu":
+def _eligible(module: nn.Module, x: Tensor, compiling: bool) -> bool:
+    # Cheapest tests first, and no torch.device built (x.is_cpu): this runs on every call.
+    if not _enabled or module.training or x.dtype is not torch.float32 or not x.is_cpu or x.dim() != 4:
         return False
-    if torch._C._get_tracing_state() is not None or exporting_to_onnx():
+    if torch._C._get_tracing_state() is not None or (compiling and exporting_to_onnx()):
         return False  # the exporters see the modules
     return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters())))
 
 
-def _run(module: nn.Module, x: Tensor, build: Builder) -> Tensor | None:
-    args = _arguments(module, build)
-    if args is None:
+def _run(module: nn.Module, x: Tensor, build: Builder, channels: Callable[[nn.Module], int]) -> Tensor | None:
+    """The op's output, or None when the module must run its modules: training, a gradient
+    needed, another dtype or device, switched off, a structure the op does not compute, or
+    ``x`` with the wrong number of channels (the modules then raise their own error)."""
+    global _infer_op
+    compiling = torch.compiler.is_compiling()
+    if not _eligible(module, x, compiling):
         return None
-    params, eps, plan = args
-    return torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, plan)
+    if compiling:
+        # Traced once: dynamo guards on the modules itself, nothing to cache.
+        try:
+            params, eps, plan = build(module)
+        except arguments.Unsupported:
+            return None
+        if x.shape[1] != channels(module):
+            return None
+        return torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, plan)
+    entry = _arguments(module, build, channels)
+    if entry is None or x.shape[1] != entry.channels:
+        return None
+    if _infer_op is None:
+        _infer_op = torch.ops.shufflenet_fused.shufflenet_v1_infer.default
+    return _infer_op(x, *entry.args)
+
+
+def _block_channels(block: nn.Module) -> int:
+    return block.inp
+
+
+def _network_channels(model: nn.Module) -> int:
+    return model.first_conv[0].in_channels
 
 
 def try_block(block: nn.Module, x: Tensor) -> Tensor | None:
     """The block's output through the inference op, or None when the block must run its
     modules (training, a gradient needed, another dtype or device, switched off)."""
-    if not _eligible(block, x) or x.shape[1] != block.inp:
-        return None
-    return _run(block, x, arguments.single_block_arguments)
+    return _run(block, x, arguments.single_block_arguments, _block_channels)
 
 
 def try_network(model: nn.Module, x: Tensor) -> Tensor | None:
     """The network's logits through the inference op, or None (see :func:`try_block`); also
-    None when the last feature map would not pool to 1x1 (Megvii's ``AvgPool2d(7)``)."""
-    if not _eligible(model, x) or x.shape[1] != model.first_conv[0].in_channels:
+    None when a block is not fused, or the last feature map would not pool to 1x1 (Megvii's
+    ``AvgPool2d(7)``)."""
+    # Five halvings (stem conv, max pool, three stride-2 stages), each (n - 1) // 2 + 1,
+    # make ceil(n / 32); the head's 7x7 window must cover it once: 7 <= ceil(n / 32) < 14.
+    if x.dim() != 4 or not (193 <= x.shape[2] <= 416 and 193 <= x.shape[3] <= 416):
         return None
-    h, w = x.shape[2], x.shape[3]
-    for _ in range(5):  # stem conv, max pool, three stride-2 stages
-        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-    if not (7 <= h < 14 and 7 <= w < 14):
-        return None
-    return _run(model, x, arguments.network_arguments)
+    return _run(model, x, arguments.network_arguments, _network_channels)

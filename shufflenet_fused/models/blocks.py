@@ -125,7 +125,7 @@ class ShuffleV1Block(nn.Module):
         return self._forward_modules(old_x, fused=self.fused)
 
     def _forward_modules(self, old_x: Tensor, fused: bool) -> Tensor:
-        if fused:
+        if fused and self._depthwise_fuses():
             # run_layers: nn.SyncBatchNorm layers synchronize through shufflenet_fused.
             main = self.branch_main_1
             x = run_layers((main[0], main[1], main[2]), old_x)
@@ -143,6 +143,17 @@ class ShuffleV1Block(nn.Module):
         if self.stride == 1:
             return F.relu(x + old_x)
         return torch.cat((self.branch_proj(old_x), F.relu(x)), 1)
+
+    def _depthwise_fuses(self) -> bool:
+        """Whether ``branch_main_1[3]`` is still the depthwise conv the fused op computes (the
+        block's ``ksize`` and ``stride``, zero padding ``ksize // 2``, no bias): a conv edited
+        after construction runs as a module, with the rest of the block."""
+        dw, k = self.branch_main_1[3], self.ksize
+        return (
+            type(dw) is nn.Conv2d and dw.kernel_size == (k, k) and dw.stride == (self.stride, self.stride)
+            and dw.padding == (k // 2, k // 2) and dw.dilation == (1, 1) and dw.padding_mode == "zeros"
+            and dw.bias is None and dw.groups == dw.in_channels == dw.out_channels
+        )  # fmt: skip
 
     def _shuffle_dwconv_bn(self, x: Tensor) -> Tensor:
         """``branch_main_1[3:5]`` followed by the channel shuffle, in one fused call."""

@@ -98,7 +98,7 @@ class ShuffleNetV1(nn.Module):
         # Eval mode without a gradient to compute: the whole network as one op
         # (shufflenet_fused/inference). Under validating() the modules run, and
         # each fused block checks its own inference op against the reference.
-        if not validation.is_active() and all(block.fused for block in self.features):
+        if not validation.is_active():
             out = pipeline.try_network(self, x)
             if out is not None:
                 return out

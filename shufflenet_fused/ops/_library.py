@@ -10,11 +10,13 @@ of the whole-network inference op is registered here.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 from torch import Tensor
 
 
-def _load_extension() -> None:
+def _load_extension() -> ModuleType:
     """Imports ``_C`` (which registers ``torch.ops.shufflenet_fused.*``), first checking that
     it was compiled against the torch that is running: a C++ extension built against another
     torch fails with undefined symbols, or worse, loads and misbehaves."""
@@ -27,10 +29,16 @@ def _load_extension() -> None:
             f"shufflenet_fused was compiled against torch {built_with}, but torch {torch.__version__} "
             "is installed; rebuild it against this torch: pip install --no-build-isolation --force-reinstall ."
         )
-    from .. import _C  # noqa: F401
+    from .. import _C
+
+    return _C
 
 
-_load_extension()
+_C = _load_extension()
+
+# The extension's one Python function: dicts[i].get(keys[i]) is values[i] for every i
+# (the inference pipeline's per-call check, shufflenet_fused/inference/pipeline.py).
+all_identical = _C.all_identical
 
 ops = torch.ops.shufflenet_fused
 
