@@ -120,8 +120,9 @@ def test_batch_below_threads_on_wider_teams(threads, calls):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_classifier_with_bias_and_odd_classes(cpu_isa, threads, calls):
-    """The head's Linear: computed in the op, split across the threads, below the thread
-    count (batch 1 on two threads), by one addmm above it; with a bias, 1001 classes (not a
+    """The head's Linear, computed in the op with its classes split across the threads: per
+    image below the thread count (batch 1 on two threads), over the batch above it (tiles of
+    4 images: 6 is one tile and two single images); with a bias, 1001 classes (not a
     multiple of the op's 4 rows) and a NaN weight row, whose logit alone must be NaN."""
     torch.manual_seed(21)
     ref = randomize(sf.ShuffleNetV1(model_size="0.5x", group=3, n_class=1001, fused=False), 21).eval()
@@ -132,14 +133,14 @@ def test_classifier_with_bias_and_odd_classes(cpu_isa, threads, calls):
     fused.classifier[0] = nn.Linear(fused.classifier[0].in_features, 1001, bias=True)
     fused.load_state_dict(ref.state_dict())
     with torch_threads(threads):
-        for n in (1, 3):
+        for n in (1, 3, 6):
             x = torch.randn(n, 3, 224, 224)
             with torch.no_grad():
                 got, expected = fused(x), ref(x)
             assert torch.equal(got.isnan(), expected.isnan()) and bool(got[:, 5].isnan().all())
             keep = torch.arange(1001) != 5
             assert rel_l2(got[:, keep], expected[:, keep]) < 1e-5
-    assert calls["n"] == 2
+    assert calls["n"] == 3
 
 
 @pytest.mark.parametrize("threads", [1, 2])

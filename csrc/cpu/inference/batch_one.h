@@ -135,7 +135,7 @@ inline void run_block_banded(const BlockPlan& b, const float* x, float* y, const
 // the threads.
 inline void classify_split(const NetworkPlan& P, const float* features, float* logits, const Team& team) {
   team.split(P.classes, P.out_C, [&](int64_t j0, int64_t j1) {
-    Stages::classifier(P.head_w, P.head_b, features, P.out_C, logits, j0, j1);
+    Stages::classifier(P.head_w, P.head_b, features, P.out_C, 1, logits, P.classes, j0, j1);
   });
 }
 

@@ -1,6 +1,6 @@
 // CPU entry of shufflenet_v1_infer: checks the arguments, folds every
 // BatchNorm for this call, builds the NetworkPlan, runs the active ISA's
-// pipeline, then the classifier.
+// pipeline (the classifier included).
 //
 // The op takes the modules' own tensors and folds on every call (per channel,
 // in float32 as eval-mode F.batch_norm does, into per-thread memory reused
@@ -306,19 +306,14 @@ at::Tensor shufflenet_v1_infer_cpu(const at::Tensor& input, const ParamList& par
 
   const at::Tensor x = input.contiguous();
   const auto opts = input.options();
+  // With a head the pipeline computes the classifier too; y then holds the
+  // pooled features.
   at::Tensor y = P.has_head ? at::empty({P.N, C}, opts) : at::empty({P.N, C, H, W}, opts);
-  // Below the thread count the pipeline computes the classifier too (split
-  // across the threads); above it, one addmm over the batch.
-  const bool pipeline_head = P.has_head && splits_layers(P.N, at::get_num_threads(), at::in_parallel_region());
-  at::Tensor logits = pipeline_head ? at::empty({P.N, P.classes}, opts) : at::Tensor();
+  at::Tensor logits = P.has_head ? at::empty({P.N, P.classes}, opts) : at::Tensor();
   if (P.N > 0)
     active_kernels().infer(InferParams{P, x.data_ptr<float>(), y.data_ptr<float>(),
-                                       pipeline_head ? logits.data_ptr<float>() : nullptr});
-  if (!P.has_head) return y;
-  if (pipeline_head) return logits;
-  const at::Tensor head_w = *params.get(params.size() - 2);
-  const std::optional<at::Tensor> head_b = params.get(params.size() - 1);
-  return head_b.has_value() ? at::addmm(*head_b, y, head_w.t()) : at::mm(y, head_w.t());
+                                       P.has_head ? logits.data_ptr<float>() : nullptr});
+  return P.has_head ? logits : y;
 }
 
 }  // namespace

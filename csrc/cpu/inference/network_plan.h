@@ -116,8 +116,8 @@ struct InferParams {
   const float* x;  // N x C x H x W, contiguous
   // Without a head: N x out_C x out_H x out_W; with one: N x out_C (pooled features).
   float* y;
-  // With a head, when the layers are split (splits_layers): N x classes, the
-  // classifier's output, computed by the pipeline (else the caller's addmm).
+  // With a head: N x classes, the classifier's output (y then holds the
+  // pooled features).
   float* logits = nullptr;
 };
 

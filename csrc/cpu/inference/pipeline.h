@@ -25,9 +25,16 @@ namespace infer {
 inline void infer_network(const InferParams& p) {
   const NetworkPlan& P = p.plan;
   if (!splits_layers(P.N, at::get_num_threads(), at::in_parallel_region())) {
-    // The caller asks for logits only where it decided, as here, that the layers split.
-    TORCH_INTERNAL_ASSERT(p.logits == nullptr, "shufflenet_v1_infer: logits requested without a layer split");
     at::parallel_for(0, P.N, 1, [&](int64_t n0, int64_t n1) { run_images_grouped(P, p.x, p.y, n0, n1); });
+    if (p.logits != nullptr) {
+      // The classifier over the whole batch, its classes split across the
+      // threads in groups of four rows (the tile height of the kernels).
+      const int64_t quads = (P.classes + 3) / 4;
+      at::parallel_for(0, quads, 1, [&](int64_t q0, int64_t q1) {
+        Stages::classifier(P.head_w, P.head_b, p.y, P.out_C, P.N, p.logits, P.classes, 4 * q0,
+                           std::min(P.classes, 4 * q1));
+      });
+    }
     return;
   }
   const int64_t in_elems = P.C * P.H * P.W;

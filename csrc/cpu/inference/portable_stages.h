@@ -125,30 +125,35 @@ struct PortableStages {
     }
   }
 
-  // The classifier for classes [j0, j1) of one image: logits[j] = bias[j] +
-  // dot(weight row j, features), four rows at a time, each dot product in 16
-  // partial sums (vectorised by the compiler). At batch one this reads the
-  // whole weight for one vector: bound by memory, so the rows are split across
-  // the threads (classify_split) instead of a single-threaded addmm.
-  static void classifier(const float* w, const float* bias, const float* features, int64_t C, float* logits,
-                         int64_t j0, int64_t j1) {
+  // The classifier for classes [j0, j1) of `images` images (features C
+  // apart, logits `classes` apart): logits[n][j] = bias[j] + dot(weight row j,
+  // features n), four rows at a time, each dot product in 16 partial sums
+  // (vectorised by the compiler). The weight is what the head reads most, so
+  // each group of four rows serves every image while it is in L1: the weight
+  // streams from memory once per call, and at batch one the rows are split
+  // across the threads (classify_split).
+  static void classifier(const float* w, const float* bias, const float* features, int64_t C, int64_t images,
+                         float* logits, int64_t classes, int64_t j0, int64_t j1) {
     constexpr int kRows = 4, kLanes = 16;
     const int64_t full = C / kLanes * kLanes;
     for (int64_t j = j0; j < j1; j += kRows) {
       // A last group of fewer rows repeats its last row (fixed trip counts vectorise).
       const int rows = static_cast<int>(std::min<int64_t>(kRows, j1 - j));
-      float acc[kRows][kLanes] = {};
-      for (int64_t k = 0; k < full; k += kLanes)
-        for (int r = 0; r < kRows; ++r) {
-          const float* wr = w + (j + std::min(r, rows - 1)) * C + k;
-          for (int l = 0; l < kLanes; ++l) acc[r][l] += wr[l] * features[k + l];
+      for (int64_t n = 0; n < images; ++n) {
+        const float* f = features + n * C;
+        float acc[kRows][kLanes] = {};
+        for (int64_t k = 0; k < full; k += kLanes)
+          for (int r = 0; r < kRows; ++r) {
+            const float* wr = w + (j + std::min(r, rows - 1)) * C + k;
+            for (int l = 0; l < kLanes; ++l) acc[r][l] += wr[l] * f[k + l];
+          }
+        for (int r = 0; r < rows; ++r) {
+          const float* wr = w + (j + r) * C;
+          float sum = 0.0f;
+          for (int l = 0; l < kLanes; ++l) sum += acc[r][l];
+          for (int64_t k = full; k < C; ++k) sum += wr[k] * f[k];
+          logits[n * classes + j + r] = (bias != nullptr ? bias[j + r] : 0.0f) + sum;
         }
-      for (int r = 0; r < rows; ++r) {
-        const float* wr = w + (j + r) * C;
-        float sum = 0.0f;
-        for (int l = 0; l < kLanes; ++l) sum += acc[r][l];
-        for (int64_t k = full; k < C; ++k) sum += wr[k] * features[k];
-        logits[j + r] = (bias != nullptr ? bias[j + r] : 0.0f) + sum;
       }
     }
   }
