@@ -353,6 +353,16 @@ def test_structure_edits_after_a_forward(calls):
         model.features[5].branch_main_1[3].padding_mode = "reflect"
     check()
     assert calls["n"] == 4 and calls["blocks"] == 30
+    for model in (ref, fused):  # the depthwise BN replaced: modules, also in training mode
+        model.features[5].branch_main_1[3].padding_mode = "zeros"
+        model.features[7].branch_main_1[4] = nn.Identity()
+    check()
+    assert calls["n"] == 4 and calls["blocks"] == 45
+    torch.manual_seed(9)
+    ref.train()
+    fused.train()
+    with torch.no_grad():  # batch statistics, running-stat updates: the training path
+        assert rel_l2(fused(x.expand(2, -1, -1, -1)), ref(x.expand(2, -1, -1, -1))) < 1e-4
 
 
 def test_all_identical_checks():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..inference import pipeline
 from ..ops import functional, reference, validation
@@ -145,12 +146,13 @@ class ShuffleV1Block(nn.Module):
         return torch.cat((self.branch_proj(old_x), F.relu(x)), 1)
 
     def _depthwise_fuses(self) -> bool:
-        """Whether ``branch_main_1[3]`` is still the depthwise conv the fused op computes (the
-        block's ``ksize`` and ``stride``, zero padding ``ksize // 2``, no bias): a conv edited
-        after construction runs as a module, with the rest of the block."""
+        """Whether ``branch_main_1[3:5]`` are still the depthwise conv the fused op computes (the
+        block's ``ksize`` and ``stride``, zero padding ``ksize // 2``, no bias) and a BatchNorm:
+        layers edited or replaced after construction run as modules, with the rest of the block."""
         dw, k = self.branch_main_1[3], self.ksize
         return (
-            type(dw) is nn.Conv2d and dw.kernel_size == (k, k) and dw.stride == (self.stride, self.stride)
+            isinstance(self.branch_main_1[4], _BatchNorm)
+            and type(dw) is nn.Conv2d and dw.kernel_size == (k, k) and dw.stride == (self.stride, self.stride)
             and dw.padding == (k // 2, k // 2) and dw.dilation == (1, 1) and dw.padding_mode == "zeros"
             and dw.bias is None and dw.groups == dw.in_channels == dw.out_channels
         )  # fmt: skip
