@@ -289,13 +289,20 @@ def test_block_chain_op_matches_blocks():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def agreement(ref: nn.Module, fused: nn.Module, x: torch.Tensor):
+    """A check, to call after each edit of both models, that they still agree on x."""
+
+    def check() -> None:
+        with torch.no_grad():
+            assert rel_l2(fused(x), ref(x)) < 1e-5
+
+    return check
+
+
 def test_edits_after_a_forward_refold(calls):
     ref, fused = pair("0.5x", 8, seed=5)
     x = torch.randn(1, 3, 224, 224)
-
-    def check():
-        with torch.no_grad():
-            assert rel_l2(fused(x), ref(x)) < 1e-5
+    check = agreement(ref, fused, x)
 
     check()
     for model in (ref, fused):  # in place on a buffer
@@ -324,10 +331,7 @@ def test_edits_after_a_forward_refold(calls):
 def test_structure_edits_after_a_forward(calls):
     ref, fused = pair("0.5x", 8, seed=3)
     x = torch.randn(1, 3, 224, 224)
-
-    def check():
-        with torch.no_grad():
-            assert rel_l2(fused(x), ref(x)) < 1e-5
+    check = agreement(ref, fused, x)
 
     check()
     fused.features[5].branch_main_1[3].stride = (1, 1)  # an equal value, another tuple
