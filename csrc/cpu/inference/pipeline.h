@@ -1,13 +1,14 @@
 // The inference pipeline of one instruction set: the whole plan (stem,
-// blocks, head pooling). At N >= threads each thread runs groups of its
-// images through the whole network in its own buffers (image_groups.h);
-// below that, images one after the other, each layer split across the threads
-// (batch_one.h). See docs/inference.md.
+// blocks, head pooling, classifier). At N >= threads each thread runs groups
+// of its images through the whole network in its own buffers (image_groups.h),
+// then the classifier runs over the batch; below that, images one after the
+// other, each layer split across the threads (batch_one.h). See
+// docs/inference.md.
 #pragma once
 
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cpu/inference/batch_one.h"
