@@ -29,12 +29,19 @@ def _check_tensor(t: Tensor | None) -> None:
         raise Unsupported(f"a {t.dtype} tensor on {t.device}: the inference op takes float32 CPU tensors")
 
 
+def plain_conv(conv: nn.Module, kernel: int, stride: int) -> bool:
+    """Whether ``conv`` is an ``nn.Conv2d`` with a ``kernel`` x ``kernel`` window, this stride,
+    zero padding ``kernel // 2`` and no dilation: the convolutions the fused kernels compute
+    (the fused blocks check their depthwise conv with it too)."""
+    return (
+        type(conv) is nn.Conv2d and conv.kernel_size == (kernel, kernel) and conv.stride == (stride, stride)
+        and conv.padding == (kernel // 2, kernel // 2) and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+    )  # fmt: skip
+
+
 def _conv_bn(conv: nn.Module, bn: nn.Module, *, kernel: int, stride: int, params: Params, eps: list[float]) -> None:
     """Appends ``conv`` and ``bn``'s tensors to ``params`` and the BN's eps to ``eps``."""
-    if (
-        type(conv) is not nn.Conv2d or conv.kernel_size != (kernel, kernel) or conv.stride != (stride, stride)
-        or conv.padding != (kernel // 2, kernel // 2) or conv.dilation != (1, 1) or conv.padding_mode != "zeros"
-    ):  # fmt: skip
+    if not plain_conv(conv, kernel, stride):
         raise Unsupported(f"unexpected convolution {conv}")
     if not isinstance(bn, _BatchNorm) or bn.training or bn.running_mean is None or bn.running_var is None:
         raise Unsupported("a BatchNorm in training mode or without running statistics")

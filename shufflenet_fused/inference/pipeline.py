@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops._export import exporting_to_onnx
-from ..ops._library import all_identical
+from ..ops._library import all_identical, ops
 from . import arguments
 
 _ENV = "SHUFFLENET_FUSED_INFERENCE_PIPELINE"
@@ -94,7 +94,7 @@ class _Arguments:
 
 _MISSING = object()
 _cache: weakref.WeakKeyDictionary[nn.Module, _Arguments] = weakref.WeakKeyDictionary()
-_infer_op = None  # torch.ops.shufflenet_fused.shufflenet_v1_infer.default, resolved on first use
+_infer = ops.shufflenet_v1_infer.default  # the OpOverload: one Python call less than the packet
 
 
 def _arguments(module: nn.Module, build: Builder, channels: Callable[[nn.Module], int]) -> _Arguments | None:
@@ -122,25 +122,23 @@ def _run(module: nn.Module, x: Tensor, build: Builder, channels: Callable[[nn.Mo
     """The op's output, or None when the module must run its modules: training, a gradient
     needed, another dtype or device, switched off, a structure the op does not compute, or
     ``x`` with the wrong number of channels (the modules then raise their own error)."""
-    global _infer_op
     compiling = torch.compiler.is_compiling()
     if not _eligible(module, x, compiling):
         return None
     if compiling:
         # Traced once: dynamo guards on the modules itself, nothing to cache.
         try:
-            params, eps, plan = build(module)
+            args, takes = build(module), channels(module)
         except arguments.Unsupported:
             return None
-        if x.shape[1] != channels(module):
+    else:
+        entry = _arguments(module, build, channels)
+        if entry is None:
             return None
-        return torch.ops.shufflenet_fused.shufflenet_v1_infer(x, params, eps, plan)
-    entry = _arguments(module, build, channels)
-    if entry is None or x.shape[1] != entry.channels:
+        args, takes = entry.args, entry.channels
+    if x.shape[1] != takes:
         return None
-    if _infer_op is None:
-        _infer_op = torch.ops.shufflenet_fused.shufflenet_v1_infer.default
-    return _infer_op(x, *entry.args)
+    return _infer(x, *args)
 
 
 def _block_channels(block: nn.Module) -> int:

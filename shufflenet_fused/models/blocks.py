@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..inference import pipeline
+from ..inference.arguments import plain_conv
 from ..ops import functional, reference, validation
 from ..ops._checks import KERNEL_SIZES
 from .batch_norm import batch_norm_arguments, run_layers, sync_group
@@ -149,12 +150,10 @@ class ShuffleV1Block(nn.Module):
         """Whether ``branch_main_1[3:5]`` are still the depthwise conv the fused op computes (the
         block's ``ksize`` and ``stride``, zero padding ``ksize // 2``, no bias) and a BatchNorm:
         layers edited or replaced after construction run as modules, with the rest of the block."""
-        dw, k = self.branch_main_1[3], self.ksize
+        dw = self.branch_main_1[3]
         return (
-            isinstance(self.branch_main_1[4], _BatchNorm)
-            and type(dw) is nn.Conv2d and dw.kernel_size == (k, k) and dw.stride == (self.stride, self.stride)
-            and dw.padding == (k // 2, k // 2) and dw.dilation == (1, 1) and dw.padding_mode == "zeros"
-            and dw.bias is None and dw.groups == dw.in_channels == dw.out_channels
+            plain_conv(dw, self.ksize, self.stride) and dw.bias is None
+            and dw.groups == dw.in_channels == dw.out_channels and isinstance(self.branch_main_1[4], _BatchNorm)
         )  # fmt: skip
 
     def _shuffle_dwconv_bn(self, x: Tensor) -> Tensor:
