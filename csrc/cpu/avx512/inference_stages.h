@@ -114,6 +114,16 @@ inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const
   const PointwiseOut& out = t.out;
   const int64_t cin_g = t.cin_g;
   const float* w = L.w + co * cin_g;
+  // The tile's output lines are fetched for writing now, so that the
+  // epilogue's stores find them in L1 instead of each waiting for its line
+  // (the output buffers were last touched a layer or more ago). A hint: it
+  // never faults, also for the lanes past a plane.
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    const float* y = out.y + (out.channel_offset + L.out_channel(co + r)) * out.pitch + p0;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) __builtin_prefetch(y + 16 * v, /*rw=*/1, /*locality=*/3);
+  }
   __m512 acc[R][V];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r)

@@ -11,9 +11,10 @@
 #include "cpu/kernel_prelude.h"
 
 // Only GCC honours per-function target pragmas here; isa/ and setup.py keep
-// other compilers on the baseline kernels.
+// other compilers on the baseline kernels. prfchw: write prefetches
+// (prefetchw), which processors without it execute as a no-op.
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2,prefer-vector-width=512")
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2,prfchw,prefer-vector-width=512")
 #endif
 
 #define SF_CPU_ISA avx512
