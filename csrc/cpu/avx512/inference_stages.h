@@ -70,6 +70,11 @@ inline __m512 max_keep_nan(__m512 a, __m512 b) {
   return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
 }
 
+// Where output channel o (of the layer, after its store map) of `out` starts.
+inline float* output_plane(const PointwiseOut& out, int64_t o) {
+  return out.y + (out.channel_offset + o) * out.pitch;
+}
+
 // Output channels co .. co + R - 1 at the task's tail pixels: each a dot
 // product of the channel's weight row (in L1, just read by the tile) with the
 // pixel's packed input column, 16 input channels a vector, then the tile's
@@ -98,7 +103,7 @@ inline void pointwise_tail(const PointwiseTask& t, int64_t co) {
       float a = std::fma(_mm512_reduce_add_ps(acc[r]), L.scale[co + r], L.shift[co + r]);
       if (out.residual != nullptr) a += out.residual[o * out.residual_pitch + p];
       if (out.relu) a = relu(a);
-      out.y[(out.channel_offset + o) * out.pitch + p] = a;
+      output_plane(out, o)[p] = a;
     }
   }
 }
@@ -120,7 +125,7 @@ inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const
   // never faults, also for the lanes past a plane.
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
-    const float* y = out.y + (out.channel_offset + L.out_channel(co + r)) * out.pitch + p0;
+    const float* y = output_plane(out, L.out_channel(co + r)) + p0;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) __builtin_prefetch(y + 16 * v, /*rw=*/1, /*locality=*/3);
   }
@@ -146,7 +151,7 @@ inline void pointwise_tile(const PointwiseTask& t, int64_t co, int64_t p0, const
   for (int r = 0; r < R; ++r) {
     const int64_t o = L.out_channel(co + r);
     const __m512 scale = _mm512_set1_ps(L.scale[co + r]), shift = _mm512_set1_ps(L.shift[co + r]);
-    float* y = out.y + (out.channel_offset + o) * out.pitch + p0;
+    float* y = output_plane(out, o) + p0;
     const float* res = out.residual != nullptr ? out.residual + o * out.residual_pitch + p0 : nullptr;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
